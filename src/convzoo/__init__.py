@@ -1,0 +1,16 @@
+"""convzoo: the landmark convolutional networks, faithful to their papers.
+
+    import convzoo
+    model = convzoo.create_model("resnet50", num_classes=10)
+    convzoo.list_models("resnet*")
+    convzoo.model_card("alexnet")
+"""
+from .errors import ConvzooError, InputSizeError, UnknownModelError, WeightsError
+from .registry import ModelCard, Paper, create_model, list_models, model_card, register_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvzooError", "InputSizeError", "ModelCard", "Paper", "UnknownModelError", "WeightsError",
+    "create_model", "list_models", "model_card", "register_model",
+]

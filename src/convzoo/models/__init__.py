@@ -1,0 +1,3 @@
+"""Model families; importing this package registers every network."""
+from . import classification  # noqa: F401
+from . import segmentation  # noqa: F401

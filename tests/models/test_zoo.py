@@ -1,0 +1,88 @@
+"""Checks every registered classification network against its card: exact parameter count, the smallest
+input it accepts (runs there, refused one pixel below, and one pixel below really would fail), output
+shapes at the default size, num_classes and in_chans."""
+import pytest
+import torch
+
+import convzoo
+from convzoo.errors import InputSizeError
+from convzoo.registry import _entry
+
+CLASSIFIERS = convzoo.list_models(task="classification")
+# Forward+backward on real tensors at the smallest size; the largest networks are marked slow.
+SLOW = {name for name in CLASSIFIERS if convzoo.model_card(name).params > 60_000_000}
+
+
+def trainable(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_zoo_is_populated():
+    assert len(CLASSIFIERS) >= 60
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_parameter_count_matches_card(name):
+    card = convzoo.model_card(name)
+    with torch.device("meta"):
+        model = convzoo.create_model(name)
+    assert trainable(model) == card.params
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_default_input_gives_class_scores(name):
+    card = convzoo.model_card(name)
+    with torch.device("meta"):
+        model = convzoo.create_model(name).eval()
+        out = model(torch.empty(2, *card.input_size))
+    assert tuple(out.shape) == (2, card.num_classes)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_smallest_input_is_tight(name):
+    card = convzoo.model_card(name)
+    c = card.input_size[0]
+    h, w = card.min_input_size
+    with torch.device("meta"):
+        model = convzoo.create_model(name).eval()
+        assert model(torch.empty(1, c, h, w)).shape[-1] == card.num_classes
+        if h > 1:
+            with pytest.raises(InputSizeError, match=f"at least {h}x{w}"):
+                model(torch.empty(1, c, h - 1, w - 1))
+            # The guard is not stricter than the network: without it, one pixel less really fails.
+            raw = _entry(name).builder(num_classes=card.num_classes, in_chans=c).eval()
+            with pytest.raises(Exception):
+                raw(torch.empty(1, c, h - 1, w - 1))
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in CLASSIFIERS])
+def test_forward_backward_at_smallest_input(name):
+    card = convzoo.model_card(name)
+    model = convzoo.create_model(name, num_classes=5, in_chans=2).train()
+    x = torch.randn(2, 2, *card.min_input_size)
+    out = model(x)
+    logits = out[0] if isinstance(out, tuple) else out
+    assert logits.shape == (2, 5)
+    assert torch.isfinite(logits).all()
+    logits.square().mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_wrong_channel_count_is_named(name):
+    card = convzoo.model_card(name)
+    with torch.device("meta"):
+        model = convzoo.create_model(name)
+        wrong = card.input_size[0] + 1
+        with pytest.raises(InputSizeError, match=f"{card.input_size[0]}-channel"):
+            model(torch.empty(1, wrong, *card.input_size[1:]))
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_card_is_complete(name):
+    card = convzoo.model_card(name)
+    assert card.paper.title and card.paper.authors and 1989 <= card.paper.year <= 2026
+    assert card.family and card.notes
+    assert card.min_input_size[0] <= card.input_size[1]
