@@ -1,0 +1,113 @@
+import json
+import pickle
+import warnings
+
+import pytest
+import torch
+from safetensors import safe_open
+
+import convzoo
+from convzoo.errors import WeightsError
+
+
+@pytest.fixture(scope="module")
+def resnet18_file(tmp_path_factory):
+    torch.manual_seed(1)
+    model = convzoo.create_model("resnet18").eval()
+    path = tmp_path_factory.mktemp("w") / "resnet18.safetensors"
+    convzoo.save_weights(model, path)
+    return model, path
+
+
+def _same_weights(a, b, skip=()):
+    sa, sb = a.state_dict(), b.state_dict()
+    return all(torch.equal(sa[k], sb[k]) for k in sa if not any(k.startswith(s) for s in skip))
+
+
+def test_safetensors_round_trip_keeps_outputs_and_describes_itself(resnet18_file):
+    model, path = resnet18_file
+    other = convzoo.create_model("resnet18").eval()
+    convzoo.load_weights(other, path)
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(model(x), other(x))
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["convzoo"])
+    assert meta["model"] == {"name": "resnet18", "num_classes": 1000, "in_chans": 3}
+
+
+def test_save_leaves_no_temporary_files(resnet18_file):
+    _, path = resnet18_file
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_weights_only_torch_file_wrapped_and_prefixed(resnet18_file, tmp_path):
+    model, _ = resnet18_file
+    wrapped = {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}
+    torch.save(wrapped, tmp_path / "ckpt.pth")
+    other = convzoo.create_model("resnet18")
+    convzoo.load_weights(other, tmp_path / "ckpt.pth")
+    assert _same_weights(model, other)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {_RunsCode.marker}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    _RunsCode.marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"conv1.weight": _RunsCode()}, f)
+    with pytest.raises(WeightsError, match="refusing"):
+        convzoo.load_weights(convzoo.create_model("resnet18"), path)
+    assert not _RunsCode.marker.exists()
+
+
+def test_not_a_state_dict(tmp_path):
+    torch.save([torch.zeros(3)], tmp_path / "list.pth")
+    with pytest.raises(WeightsError, match="not a state dict"):
+        convzoo.load_weights(convzoo.create_model("resnet18"), tmp_path / "list.pth")
+
+
+def test_truncated_file_is_a_clear_error(resnet18_file, tmp_path):
+    _, path = resnet18_file
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[: 10_000])
+    with pytest.raises(WeightsError, match="truncated or corrupt"):
+        convzoo.load_weights(convzoo.create_model("resnet18"), cut)
+    with pytest.raises(FileNotFoundError):
+        convzoo.load_weights(convzoo.create_model("resnet18"), tmp_path / "nope.safetensors")
+
+
+def test_wrong_network_lists_keys_and_names_the_network_that_fits(resnet18_file):
+    _, path = resnet18_file
+    with pytest.raises(WeightsError) as info:
+        convzoo.load_weights(convzoo.create_model("resnet34"), path)
+    message = str(info.value)
+    assert "missing keys" in message and "layer1.2.conv1.weight" in message
+    assert "the file fits: resnet18" in message
+
+
+def test_other_class_count_drops_the_classifier_with_a_message(resnet18_file):
+    model, path = resnet18_file
+    other = convzoo.create_model("resnet18", num_classes=10)
+    fc_before = other.fc.weight.clone()
+    with pytest.warns(UserWarning, match="classifier"):
+        report = convzoo.load_weights(other, path)
+    assert report.dropped_classifier == ["fc"]
+    assert torch.equal(other.fc.weight, fc_before)
+    assert _same_weights(model, other, skip=("fc.",))
+
+
+def test_grey_input_adapts_the_first_conv(resnet18_file):
+    model, path = resnet18_file
+    grey = convzoo.create_model("resnet18", in_chans=1).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = convzoo.load_weights(grey, path)
+    assert report.adapted_input_conv.startswith("conv1.weight")
+    x = torch.randn(2, 1, 64, 64)
+    # Summing the filters over colour makes a grey image score as its three-channel copy does.
+    torch.testing.assert_close(grey(x), model(x.expand(-1, 3, -1, -1)), rtol=1e-4, atol=1e-4)
