@@ -1,0 +1,176 @@
+"""LeNet-5 (LeCun, Bottou, Bengio, Haffner 1998), as section II-B of the paper describes it:
+
+    input 32x32 -> C1 6@28x28 -> S2 6@14x14 -> C3 16@10x10 -> S4 16@5x5 -> C5 120@1x1 -> F6 84 -> RBF output
+
+Every unit up to F6 squashes its weighted sum with the scaled tanh f(a) = A tanh(S a). The subsampling layers
+are trainable (a coefficient and a bias per map), C3 reads only the S2 maps of Table I, and the output layer
+is a Euclidean RBF unit per class with fixed codes. 60,000 trainable parameters in all.
+
+The pieces here (scaled tanh, trainable subsampling, the partially connected C3, the RBF output) are used by
+no other network, so they live in this file rather than in layers/.
+"""
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...errors import InputSizeError
+from ...registry import Paper, register_model
+
+PAPER = Paper(
+    title="Gradient-Based Learning Applied to Document Recognition",
+    authors="Yann LeCun, Leon Bottou, Yoshua Bengio, Patrick Haffner",
+    year=1998,
+    venue="Proceedings of the IEEE 86(11)",
+)
+
+# Appendix A: A = 1.7159 and S = 2/3 make f(1) = 1 and f(-1) = -1.
+TANH_AMPLITUDE = 1.7159
+TANH_SLOPE = 2.0 / 3.0
+
+# Table I: the S2 maps each of C3's 16 maps reads. The first six read every contiguous run of three maps
+# (wrapping around), the next six every contiguous run of four, the next three some discontinuous fours, and
+# the last all six. Besides keeping the connection count down, it breaks the symmetry between maps.
+C3_TABLE: tuple[tuple[int, ...], ...] = (
+    (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (0, 4, 5), (0, 1, 5),
+    (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (0, 3, 4, 5), (0, 1, 4, 5), (0, 1, 2, 5),
+    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),
+    (0, 1, 2, 3, 4, 5),
+)
+
+F6_UNITS = 84  # the paper's codes are 7x12 bitmaps, one pixel per F6 unit
+RBF_CODE_SEED = 1998
+
+
+class ScaledTanh(nn.Module):
+    """f(a) = A tanh(S a), the paper's squashing function (A = 1.7159, S = 2/3)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return TANH_AMPLITUDE * torch.tanh(TANH_SLOPE * x)
+
+
+class TrainableSubsampling(nn.Module):
+    """S2 and S4: each unit adds the four inputs of its 2x2 block (blocks do not overlap), multiplies the sum
+    by its map's trainable coefficient and adds its map's trainable bias: two parameters a map."""
+
+    def __init__(self, chans: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(chans))
+        self.bias = nn.Parameter(torch.empty(chans))
+
+    def forward(self, x: Tensor) -> Tensor:
+        block_sums = F.avg_pool2d(x, kernel_size=2, stride=2, divisor_override=1)
+        return block_sums * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"chans={self.weight.numel()}"
+
+
+class PartiallyConnectedConv2d(nn.Module):
+    """C3: a convolution whose output map i reads only the input maps in `table[i]`. One small convolution per
+    output map, so only the connected kernels exist (C3 has 1,516 parameters, not the 2,416 of a full conv)."""
+
+    def __init__(self, table: Sequence[Sequence[int]], kernel_size: int):
+        super().__init__()
+        self.table = tuple(tuple(inputs) for inputs in table)
+        self.maps = nn.ModuleList(nn.Conv2d(len(inputs), 1, kernel_size) for inputs in self.table)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([conv(x[:, list(inputs)]) for conv, inputs in zip(self.maps, self.table)], dim=1)
+
+
+def rbf_codes(num_classes: int, length: int = F6_UNITS, seed: int = RBF_CODE_SEED) -> Tensor:
+    """The fixed +-1 code of each class, shape (num_classes, length).
+
+    The paper drew each character as a stylized 7x12 bitmap (-1 white, +1 black); those bitmaps are not
+    available, so each class gets a pseudo-random +-1 vector instead: Python's Mersenne Twister seeded with
+    `seed`, one `random()` draw per pixel, +1 below one half. The sequence `random()` gives for a seed is
+    guaranteed across Python versions and platforms, so the codes are the same everywhere, for any number of
+    classes. Like the bitmaps they are distributed codes with about half the pixels on, and random 84-pixel
+    codes are far apart (Hamming distance 42 on average), which is what the RBF output needs."""
+    rng = random.Random(seed)
+    codes = [[1.0 if rng.random() < 0.5 else -1.0 for _ in range(length)] for _ in range(num_classes)]
+    return torch.tensor(codes)
+
+
+class EuclideanRBF(nn.Module):
+    """The output layer: unit i computes the squared Euclidean distance y_i = sum_j (x_j - w_ij)^2 between
+    F6's state and its class code w_i (section II-B, eq. 7). The codes are fixed, so they are a buffer.
+
+    It returns -y as the class scores. The paper trains with its MAP criterion (eq. 9),
+    E = y_correct + log(exp(-j) + sum_i exp(-y_i)); softmax cross-entropy on -y is y_correct + log(sum_i
+    exp(-y_i)), the same criterion without the constant "rubbish class" term exp(-j). So F.cross_entropy on
+    this output trains LeNet-5 the paper's way, and argmax picks the nearest code."""
+
+    codes: Tensor
+
+    def __init__(self, in_features: int, num_classes: int):
+        super().__init__()
+        self.register_buffer("codes", rbf_codes(num_classes, in_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        squared_distances = (x.unsqueeze(1) - self.codes).square().sum(dim=-1)
+        return -squared_distances
+
+    def extra_repr(self) -> str:
+        num_classes, in_features = self.codes.shape
+        return f"in_features={in_features}, num_classes={num_classes}"
+
+
+class LeNet5(nn.Module):
+    """LeNet-5. Layer names are the paper's: c1, s2, c3, s4, c5, f6, then the RBF output `rbf`.
+
+    Initialisation as Appendix A: each trainable parameter of a unit uniform in (-2.4/F, 2.4/F), F the unit's
+    fan-in (the paper does not single out the biases, so they are drawn the same way)."""
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 1):
+        super().__init__()
+        self.c1 = nn.Conv2d(in_chans, 6, kernel_size=5)
+        self.s2 = TrainableSubsampling(6)
+        self.c3 = PartiallyConnectedConv2d(C3_TABLE, kernel_size=5)
+        self.s4 = TrainableSubsampling(16)
+        self.c5 = nn.Conv2d(16, 120, kernel_size=5)
+        self.f6 = nn.Linear(120, F6_UNITS)
+        self.rbf = EuclideanRBF(F6_UNITS, num_classes)
+        self.squash = ScaledTanh()
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        def uniform(module: nn.Module, fan_in: int) -> None:
+            bound = 2.4 / fan_in
+            for param in (module.weight, module.bias):
+                nn.init.uniform_(param, -bound, bound)
+
+        for conv in (self.c1, self.c5, *self.c3.maps):
+            uniform(conv, conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1])
+        for subsampling in (self.s2, self.s4):
+            uniform(subsampling, 4)
+        uniform(self.f6, self.f6.in_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in (self.c1, self.s2, self.c3, self.s4, self.c5):
+            x = self.squash(layer(x))
+        if x.shape[-2:] != (1, 1):
+            # The guard catches inputs below 32x32; above 35x35 C5's maps grow past 1x1 and F6 cannot take them.
+            raise InputSizeError(
+                f"LeNet-5 takes 32x32 to 35x35 images (C5 must be 1x1); C5 came out {x.shape[-2]}x{x.shape[-1]}. "
+                f"Resize the images to 32x32."
+            )
+        x = self.squash(self.f6(x.flatten(1)))
+        return self.rbf(x)
+
+
+@register_model(
+    family="lenet", paper=PAPER, input_size=(1, 32, 32), min_input_size=(32, 32), params=60_000, num_classes=10,
+    macs=325_680,
+    reported={"mnist_error": 0.95},
+    notes="The paper's network down to C3's connection table, trainable subsampling and the RBF output, whose "
+          "7x12 character bitmaps are replaced by fixed pseudo-random +-1 codes; it returns -distances, so "
+          "cross-entropy is the paper's MAP loss. Not in torchvision/timm. Error: MNIST test, no distortions.",
+)
+def lenet5(**kwargs) -> LeNet5:
+    return LeNet5(**kwargs)

@@ -1,0 +1,146 @@
+"""LeNet-5 against LeCun et al. 1998, section II-B and Appendix A."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import convzoo
+from convzoo.errors import InputSizeError
+from convzoo.models.classification.lenet import C3_TABLE, ScaledTanh, TrainableSubsampling
+
+# Table I, transcribed row by row: row = S2 map, column = C3 map, X = connected.
+PAPER_TABLE_I = """
+X . . . X X X . . X X X X . X X
+X X . . . X X X . . X X X X . X
+X X X . . . X X X . . X . X X X
+. X X X . . X X X X . . X . X X
+. . X X X . . X X X X . X X . X
+. . . X X X . . X X X X . X X X
+"""
+
+
+def trainable(module):
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+@pytest.fixture
+def lenet():
+    return convzoo.create_model("lenet5")
+
+
+def test_layer_parameter_counts_are_the_papers(lenet):
+    # Section II-B gives each layer's trainable parameters.
+    counts = {name: trainable(getattr(lenet, name)) for name in ("c1", "s2", "c3", "s4", "c5", "f6", "rbf")}
+    assert counts == {"c1": 156, "s2": 12, "c3": 1516, "s4": 32, "c5": 48_120, "f6": 10_164, "rbf": 0}
+    assert trainable(lenet) == 60_000
+
+
+def test_c3_table_is_table_one():
+    rows = [line.split() for line in PAPER_TABLE_I.strip().splitlines()]
+    paper = tuple(tuple(s2 for s2 in range(6) if rows[s2][c3] == "X") for c3 in range(16))
+    assert C3_TABLE == paper
+
+
+def test_c3_output_map_depends_only_on_its_table_entry(lenet):
+    s2_maps = torch.randn(1, 6, 14, 14, requires_grad=True)
+    out = lenet.c3(s2_maps)
+    assert out.shape == (1, 16, 10, 10)
+    for c3_map, inputs in enumerate(C3_TABLE):
+        (grad,) = torch.autograd.grad(out[:, c3_map].sum(), s2_maps, retain_graph=True)
+        depends_on = {s2 for s2 in range(6) if grad[:, s2].abs().sum() > 0}
+        assert depends_on == set(inputs), f"C3 map {c3_map}"
+
+
+def test_feature_map_sizes(lenet):
+    x = torch.randn(2, 1, 32, 32)
+    sizes = []
+    for name in ("c1", "s2", "c3", "s4", "c5"):
+        x = getattr(lenet, name)(x)
+        sizes.append(tuple(x.shape[1:]))
+    assert sizes == [(6, 28, 28), (6, 14, 14), (16, 10, 10), (16, 5, 5), (120, 1, 1)]
+
+
+def test_scaled_tanh_is_the_appendix_function():
+    a = torch.linspace(-4, 4, 33)
+    torch.testing.assert_close(ScaledTanh()(a), 1.7159 * torch.tanh(2 / 3 * a))
+    # The paper's reason for A and S: f(1) = 1 and f(-1) = -1.
+    torch.testing.assert_close(ScaledTanh()(torch.tensor([1.0, -1.0])), torch.tensor([1.0, -1.0]), atol=1e-3, rtol=0)
+
+
+def test_subsampling_sums_2x2_blocks_times_a_coefficient_plus_a_bias():
+    layer = TrainableSubsampling(2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([2.0, -1.0]))
+        layer.bias.copy_(torch.tensor([0.5, 0.0]))
+    x = torch.arange(32.0).view(1, 2, 4, 4)
+    block_sums = x.unfold(2, 2, 2).unfold(3, 2, 2).sum(dim=(-1, -2))
+    expected = block_sums * torch.tensor([2.0, -1.0]).view(1, 2, 1, 1) + torch.tensor([0.5, 0.0]).view(1, 2, 1, 1)
+    torch.testing.assert_close(layer(x), expected)
+    assert layer(x).shape == (1, 2, 2, 2)
+
+
+def test_rbf_codes_are_fixed_buffers(lenet):
+    assert "rbf.codes" in dict(lenet.named_buffers())
+    assert "rbf.codes" not in dict(lenet.named_parameters())
+    assert "rbf.codes" in lenet.state_dict()
+    codes = lenet.rbf.codes
+    assert codes.shape == (10, 84) and not codes.requires_grad
+    assert set(codes.unique().tolist()) == {-1.0, 1.0}
+    # Distinct and well apart: every pair differs in more than a quarter of the 84 pixels.
+    hamming = (codes[:, None] != codes[None]).sum(-1) + 84 * torch.eye(10, dtype=torch.long)
+    assert hamming.min() > 21
+    # Deterministic: the same codes in every build.
+    torch.testing.assert_close(convzoo.create_model("lenet5").rbf.codes, codes)
+
+
+def test_output_is_minus_squared_distance_to_each_code(lenet):
+    f6_state = torch.randn(3, 84)
+    expected = -((f6_state[:, None, :] - lenet.rbf.codes[None]) ** 2).sum(-1)
+    torch.testing.assert_close(lenet.rbf(f6_state), expected)
+    # An F6 state equal to a class's code is at distance 0 from it: that class wins.
+    scores = lenet.rbf(lenet.rbf.codes[3:4])
+    assert scores[0, 3] == 0 and scores.argmax() == 3
+
+
+def test_cross_entropy_on_the_output_is_the_papers_map_criterion_without_j(lenet):
+    # Eq. 9: E = y_correct + log(exp(-j) + sum_i exp(-y_i)); with j -> infinity it is cross-entropy on -y.
+    # (float64: the penalties are near 84 at initialisation, and exp(-84) is at the edge of float32.)
+    y = -lenet.double()(torch.randn(4, 1, 32, 32, dtype=torch.float64))  # the RBF penalties
+    target = torch.tensor([0, 3, 7, 9])
+    j = torch.tensor(1e4, dtype=torch.float64)
+    paper = y[torch.arange(4), target] + torch.log(torch.exp(-j) + torch.exp(-y).sum(1))
+    torch.testing.assert_close(F.cross_entropy(-y, target, reduction="none"), paper)
+
+
+def test_other_class_counts_work():
+    model = convzoo.create_model("lenet5", num_classes=26, in_chans=3)
+    assert model.rbf.codes.shape == (26, 84)
+    assert len({tuple(code.tolist()) for code in model.rbf.codes}) == 26
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 26)
+    assert trainable(model) == 60_000 + 2 * 6 * 25  # only C1 grows with the input channels
+
+
+def test_initialisation_is_uniform_within_2_4_over_fan_in(lenet):
+    for module, fan_in in [(lenet.c1, 25), (lenet.s2, 4), (lenet.c3.maps[0], 75), (lenet.c3.maps[15], 150),
+                           (lenet.s4, 4), (lenet.c5, 400), (lenet.f6, 120)]:
+        for param in (module.weight, module.bias):
+            assert param.abs().max() <= 2.4 / fan_in
+
+
+def test_inputs_larger_than_35_are_refused_with_a_clear_message(lenet):
+    assert lenet(torch.randn(1, 1, 35, 35)).shape == (1, 10)
+    with pytest.raises(InputSizeError, match="32x32"):
+        lenet(torch.randn(1, 1, 36, 36))
+
+
+def test_a_few_sgd_steps_lower_the_loss():
+    model = convzoo.create_model("lenet5")
+    images, labels = torch.randn(16, 1, 32, 32), torch.arange(16) % 10
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    losses = []
+    for _ in range(20):
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
