@@ -58,16 +58,19 @@ def test_smallest_input_is_tight(name):
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in CLASSIFIERS])
 def test_forward_backward_at_smallest_input(name):
     card = convzoo.model_card(name)
-    model = convzoo.create_model(name, num_classes=5, in_chans=2).train()
+    # Eval mode: at a 1x1 input a training-mode batch norm sees two values per channel, and over a hundred
+    # such layers the backward overflows; that is the statistics of a tiny batch, not the architecture.
+    model = convzoo.create_model(name, num_classes=5, in_chans=2).eval()
     x = torch.randn(2, 2, *card.min_input_size)
     out = model(x)
     logits = out[0] if isinstance(out, tuple) else out
     assert logits.shape == (2, 5)
     assert torch.isfinite(logits).all()
     logits.square().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads)
-    assert sum(g.abs().sum() for g in grads) > 0
+    assert sum(g.abs().sum() for g in grads if g is not None) > 0
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
@@ -86,3 +89,22 @@ def test_card_is_complete(name):
     assert card.paper.title and card.paper.authors and 1989 <= card.paper.year <= 2026
     assert card.family and card.notes
     assert card.min_input_size[0] <= card.input_size[1]
+
+
+# "The small ones at their default size": the networks cheap enough to train at full resolution here.
+SMALL = [n for n in CLASSIFIERS
+         if convzoo.model_card(n).params < 5_000_000 or convzoo.model_card(n).input_size[1] <= 32]
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if convzoo.model_card(n).params > 15_000_000
+                                  else n for n in SMALL])
+def test_forward_backward_at_default_input(name):
+    card = convzoo.model_card(name)
+    model = convzoo.create_model(name).train()
+    out = model(torch.randn(2, *card.input_size))
+    logits = out[0] if isinstance(out, tuple) else out
+    assert logits.shape == (2, card.num_classes)
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1])).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(torch.isfinite(g).all() for g in grads if g is not None)
+    assert all(g is not None for g in grads)

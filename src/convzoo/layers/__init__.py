@@ -1,5 +1,21 @@
 """Building blocks, one a file, shared by the model families. Layers know nothing of models."""
+from .channel_shuffle import ChannelShuffle, channel_shuffle
 from .conv import ConvBnAct, DepthwiseSeparableConv, conv1x1, conv3x3
+from .dense import DenseBlock, DenseLayer, Transition
+from .drop_path import DropPath, drop_path_schedule, stochastic_depth_rates
+from .inception import BasicConv2d, ConvReLU, Inception
+from .inverted_residual import InvertedResidual
 from .lrn import LocalResponseNorm
+from .residual import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck, ResidualBlock, ZeroPadShortcut
+from .shuffle_units import ShuffleV1Unit, ShuffleV2Unit
+from .squeeze_excite import SqueezeExcite
 
-__all__ = ["ConvBnAct", "DepthwiseSeparableConv", "LocalResponseNorm", "conv1x1", "conv3x3"]
+__all__ = [
+    "ChannelShuffle", "InvertedResidual", "ShuffleV1Unit", "ShuffleV2Unit", "channel_shuffle",
+    "BasicBlock", "Bottleneck", "ConvBnAct", "DepthwiseSeparableConv", "DropPath", "LocalResponseNorm",
+    "PreActBasicBlock", "PreActBottleneck", "ResidualBlock", "ZeroPadShortcut", "conv1x1", "conv3x3",
+    "drop_path_schedule", "stochastic_depth_rates",
+    "DenseBlock", "DenseLayer", "Transition",
+    "BasicConv2d", "ConvReLU", "Inception",
+    "SqueezeExcite",
+]
