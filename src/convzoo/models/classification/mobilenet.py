@@ -11,6 +11,7 @@ from typing import Any, Sequence
 from torch import Tensor, nn
 
 from ...layers.conv import ConvBnAct, DepthwiseSeparableConv
+from ...layers.init import init_he_fan_out_
 from ...layers.inverted_residual import InvertedResidual
 from ...registry import Paper, register_model
 
@@ -59,21 +60,6 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return rounded
 
 
-def _init_weights(model: nn.Module) -> None:
-    # torchvision's MobileNet initialisation (the papers trained in TensorFlow and do not state one).
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, 0, 0.01)
-            nn.init.zeros_(module.bias)
-
-
 class MobileNetV1(nn.Module):
     """MobileNet v1: a 3x3 stem conv, 13 depthwise separable layers, global average pool, one FC layer.
 
@@ -98,7 +84,7 @@ class MobileNetV1(nn.Module):
         self.features = nn.Sequential(*blocks)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(chans, num_classes)
-        _init_weights(self)
+        init_he_fan_out_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.avgpool(self.features(x))
@@ -131,7 +117,7 @@ class MobileNetV2(nn.Module):
         self.features = nn.Sequential(*blocks)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last_chans, num_classes))
-        _init_weights(self)
+        init_he_fan_out_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.avgpool(self.features(x))

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ...layers.drop_path import DropPath, drop_path_schedule
+from ...layers.init import init_he_fan_out_
 from ...layers.residual import (AttnLayer, BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck,
                                 ResidualBlock)
 from ...registry import Paper, register_model
@@ -55,12 +56,7 @@ def init_resnet_weights(model: nn.Module, zero_init_residual: bool = False) -> N
 
     zero_init_residual zeroes the last layer of each residual branch so every block starts as the identity
     (Goyal et al. 2017, "Accurate, Large Minibatch SGD")."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+    init_he_fan_out_(model, linear_std=None)
     if zero_init_residual:
         for module in model.modules():
             if isinstance(module, ResidualBlock):

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from torch import Tensor, nn
 
 from ...layers.conv import ConvBnAct
+from ...layers.init import init_he_fan_out_
 from ...layers.shuffle_units import ShuffleV1Unit, ShuffleV2Unit
 from ...registry import Paper, register_model
 
@@ -81,15 +82,7 @@ class ShuffleNetV1(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(chans, num_classes)
         # The paper gives no initialisation; He (fan_out) as for the other convnets here.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0, 0.01)
-                nn.init.zeros_(module.bias)
+        init_he_fan_out_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.conv1(x))

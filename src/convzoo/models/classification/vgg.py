@@ -12,6 +12,7 @@ from typing import Any, Sequence, Union
 
 from torch import Tensor, nn
 
+from ...layers.init import init_he_fan_out_
 from ...registry import Paper, register_model
 
 PAPER = Paper(
@@ -76,19 +77,7 @@ class VGG(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(HIDDEN, num_classes),
         )
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0.0, 0.01)
-                nn.init.zeros_(module.bias)
+        init_he_fan_out_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.avgpool(self.features(x))
