@@ -4,7 +4,9 @@
     model = convzoo.create_model("resnet50", num_classes=10)
     convzoo.list_models("resnet*")
     convzoo.model_card("alexnet")
+    convzoo.summary("resnet50").to_markdown()
 """
+from .analysis import summary
 from .errors import ConvzooError, InputSizeError, UnknownModelError, WeightsError
 from .registry import ModelCard, Paper, create_model, list_models, model_card, register_model
 from .weights import load_weights, save_weights
@@ -14,4 +16,5 @@ __version__ = "0.1.0"
 __all__ = [
     "ConvzooError", "InputSizeError", "ModelCard", "Paper", "UnknownModelError", "WeightsError",
     "create_model", "list_models", "load_weights", "model_card", "register_model", "save_weights",
+    "summary",
 ]

@@ -9,6 +9,8 @@ from typing import Sequence
 from rich.console import Console
 from rich.table import Table
 
+from .analysis import CONVENTIONS, summary
+from .analysis.compare import compare, complexity_chart
 from .errors import ConvzooError
 from .registry import list_models, model_card
 
@@ -79,6 +81,52 @@ def _cmd_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _input_size(text: str) -> tuple[int, ...]:
+    parts = text.lower().split("x")
+    if len(parts) < 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise argparse.ArgumentTypeError(f"expected channels x height x width like 3x224x224, got {text!r}")
+    return tuple(int(part) for part in parts)
+
+
+def _depth(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a depth of 0 or more, got {text!r}")
+    return int(text)
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    report = summary(args.name, input_size=args.input, depth=args.depth, convention=args.convention)
+    if args.format == "table":
+        _console().print(report)
+    elif args.format == "markdown":
+        print(report.to_markdown(), end="")
+    elif args.format == "json":
+        print(report.to_json())
+    else:
+        print(report.to_csv(), end="")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    rows = compare(args.names)
+    table = Table(title=f"{len(rows)} models (operations: conv + linear, at each model's input size)",
+                  title_justify="left")
+    for column, justify in (("name", "left"), ("input", "left"), ("params", "right"), ("MACs", "right"),
+                            ("GMACs", "right"), ("top-1 accuracy (reported)", "right")):
+        table.add_column(column, justify=justify)
+    for row in rows:
+        accuracy = "-" if row.top1_accuracy is None else f"{row.top1_accuracy:.2f}%"
+        table.add_row(row.name, "x".join(map(str, row.input_size)), f"{row.params:,}", f"{row.macs:,}",
+                      f"{row.macs / 1e9:.3f}", accuracy)
+    _console().print(table)
+    if args.out:
+        left_off = complexity_chart(rows, args.out)
+        print(f"chart written to {args.out}")
+        if left_off:
+            print(f"not on the chart (no reported ImageNet top-1): {', '.join(left_off)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convzoo", description="The landmark convolutional networks: build, "
                                      "inspect, train, compare.")
@@ -94,6 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=_cmd_card)
+
+    p = commands.add_parser("summary", help="per-layer output shapes, parameters, MACs, receptive fields; memory")
+    p.add_argument("name")
+    p.add_argument("--input", type=_input_size, default=None, metavar="CxHxW",
+                   help="input size without the batch axis, e.g. 3x224x224 (default: the model card's)")
+    p.add_argument("--format", choices=("table", "markdown", "json", "csv"), default="table")
+    p.add_argument("--depth", type=_depth, default=None, metavar="N",
+                   help="fold layers deeper than N into their parents (0: the whole model in one row)")
+    p.add_argument("--convention", choices=CONVENTIONS, default="all",
+                   help="all: every operation by its rule; conv_linear: convolutions and linear layers only "
+                        "(torchvision's published figures)")
+    p.set_defaults(run=_cmd_summary)
+
+    p = commands.add_parser("compare", help="table and chart of reported accuracy against operations and parameters")
+    p.add_argument("names", nargs="+", metavar="NAME", help="model names or shell-style wildcards, e.g. 'resnet*'")
+    p.add_argument("--out", default=None, metavar="chart.png", help="also draw the complexity chart to this file")
+    p.set_defaults(run=_cmd_compare)
     return parser
 
 

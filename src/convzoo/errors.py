@@ -20,3 +20,24 @@ class WeightsError(ConvzooError, ValueError):
 
 class WeightsFileNotFoundError(ConvzooError, FileNotFoundError):
     """A weights path that does not exist."""
+
+
+class ModelForwardError(ConvzooError, ValueError):
+    """A model's forward failed while being analysed; the message names the module that was running."""
+
+
+class DataError(ConvzooError, ValueError):
+    """A data set that cannot be used as given: empty class folder, classes that do not match, bad split."""
+
+
+class DataNotFoundError(ConvzooError, FileNotFoundError):
+    """A data path that does not exist or holds no data set convzoo recognises."""
+
+
+class CorruptImageError(DataError):
+    """An image file that cannot be decoded; `path` names it."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(f"cannot read image {path!r}: {reason}. Fix or remove the file, or skip unreadable "
+                         f"images with skip_bad=True (--skip-bad).")
