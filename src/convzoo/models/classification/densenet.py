@@ -123,14 +123,14 @@ _CIFAR_NOTES = (
 
 
 @register_model(family="densenet", paper=PAPER, input_size=(3, 224, 224), min_input_size=(29, 29),
-                params=7_978_856, reported={"imagenet_top1_error": 25.02, "imagenet_top5_error": 7.71},
+                params=7_978_856, macs=2_834_161_664, reported={"imagenet_top1_error": 25.02, "imagenet_top5_error": 7.71},
                 notes=_IMAGENET_NOTES)
 def densenet121(**kwargs: Any) -> DenseNet:
     return DenseNet(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64, **kwargs)
 
 
 @register_model(family="densenet", paper=PAPER, input_size=(3, 224, 224), min_input_size=(29, 29),
-                params=28_681_000,
+                params=28_681_000, macs=7_727_907_072,
                 notes="torchvision's DenseNet-161 (k=48), which the paper's Table 3 does not list (the authors' "
                       "repository reports 22.2% single-crop top-1); memory_efficient=True keeps BN running "
                       "statistics from being updated twice per step, unlike torchvision's.")
@@ -139,32 +139,32 @@ def densenet161(**kwargs: Any) -> DenseNet:
 
 
 @register_model(family="densenet", paper=PAPER, input_size=(3, 224, 224), min_input_size=(29, 29),
-                params=14_149_480, reported={"imagenet_top1_error": 23.80, "imagenet_top5_error": 6.85},
+                params=14_149_480, macs=3_359_843_328, reported={"imagenet_top1_error": 23.80, "imagenet_top5_error": 6.85},
                 notes=_IMAGENET_NOTES)
 def densenet169(**kwargs: Any) -> DenseNet:
     return DenseNet(growth_rate=32, block_config=(6, 12, 32, 32), num_init_features=64, **kwargs)
 
 
 @register_model(family="densenet", paper=PAPER, input_size=(3, 224, 224), min_input_size=(29, 29),
-                params=20_013_928, reported={"imagenet_top1_error": 22.58, "imagenet_top5_error": 6.34},
+                params=20_013_928, macs=4_291_365_888, reported={"imagenet_top1_error": 22.58, "imagenet_top5_error": 6.34},
                 notes=_IMAGENET_NOTES)
 def densenet201(**kwargs: Any) -> DenseNet:
     return DenseNet(growth_rate=32, block_config=(6, 12, 48, 32), num_init_features=64, **kwargs)
 
 
 @register_model(family="densenet", paper=PAPER, input_size=(3, 32, 32), min_input_size=(4, 4), num_classes=10,
-                params=769_162, reported={"cifar10_error": 4.51, "cifar100_error": 22.27}, notes=_CIFAR_NOTES)
+                params=769_162, macs=287_929_692, reported={"cifar10_error": 4.51, "cifar100_error": 22.27}, notes=_CIFAR_NOTES)
 def densenet_bc100_k12(**kwargs: Any) -> DenseNet:
     return _cifar_densenet_bc(100, 12, **kwargs)
 
 
 @register_model(family="densenet", paper=PAPER, input_size=(3, 32, 32), min_input_size=(4, 4), num_classes=10,
-                params=15_324_406, reported={"cifar10_error": 3.62, "cifar100_error": 17.60}, notes=_CIFAR_NOTES)
+                params=15_324_406, macs=5_418_785_724, reported={"cifar10_error": 3.62, "cifar100_error": 17.60}, notes=_CIFAR_NOTES)
 def densenet_bc250_k24(**kwargs: Any) -> DenseNet:
     return _cifar_densenet_bc(250, 24, **kwargs)
 
 
 @register_model(family="densenet", paper=PAPER, input_size=(3, 32, 32), min_input_size=(4, 4), num_classes=10,
-                params=25_624_430, reported={"cifar10_error": 3.46, "cifar100_error": 17.18}, notes=_CIFAR_NOTES)
+                params=25_624_430, macs=9_301_945_740, reported={"cifar10_error": 3.46, "cifar100_error": 17.18}, notes=_CIFAR_NOTES)
 def densenet_bc190_k40(**kwargs: Any) -> DenseNet:
     return _cifar_densenet_bc(190, 40, **kwargs)
