@@ -9,12 +9,13 @@
 from .analysis import summary
 from .errors import ConvzooError, InputSizeError, UnknownModelError, WeightsError
 from .registry import ModelCard, Paper, create_model, list_models, model_card, register_model
+from .models.segmentation.convolutionalize import convolutionalize
 from .weights import load_weights, save_weights
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvzooError", "InputSizeError", "ModelCard", "Paper", "UnknownModelError", "WeightsError",
-    "create_model", "list_models", "load_weights", "model_card", "register_model", "save_weights",
-    "summary",
+    "convolutionalize", "create_model", "list_models", "load_weights", "model_card", "register_model",
+    "save_weights", "summary",
 ]

@@ -176,12 +176,20 @@ class InputGuard:
             )
 
 
-def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, **kwargs: Any) -> nn.Module:
+def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, *,
+                 features_only: bool = False, out_indices: Iterable[int] | None = None,
+                 output_stride: int | None = None, **kwargs: Any) -> nn.Module:
     """Build a registered network by name.
 
     num_classes defaults to the card's (1000 for ImageNet networks); in_chans defaults to the card's input
     channels (3, or 1 for LeNet-5). Other keyword arguments go to the family's network class. The model
-    carries `model.card` and rejects inputs smaller than the card's `min_input_size`."""
+    carries `model.card` and rejects inputs smaller than the card's `min_input_size`.
+
+    features_only=True returns a classification network as an encoder (models/segmentation/backbones.py):
+    it returns the feature maps of the stages in `out_indices` (default all), described by its
+    `feature_info`, with strides past `output_stride` replaced by dilation."""
+    if not features_only and (out_indices is not None or output_stride is not None):
+        raise ValueError("out_indices and output_stride describe an encoder; pass features_only=True too")
     entry = _entry(name)
     card = entry.card
     num_classes = card.num_classes if num_classes is None else int(num_classes)
@@ -191,6 +199,13 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     if in_chans < 1:
         raise ValueError(f"in_chans must be at least 1, got {in_chans}")
     model = entry.builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if features_only:
+        if card.task != "classification":
+            raise ValueError(f"features_only takes a classification network; {card.name} is {card.task}")
+        from .models.segmentation.backbones import FeatureExtractor  # the models import this module
+
+        model = FeatureExtractor(model, out_indices=out_indices, output_stride=output_stride)
+        kwargs = {**kwargs, "features_only": True, "out_indices": model.out_indices, "output_stride": output_stride}
     # Plain attributes (not buffers): they never enter the state dict, so checkpoints stay torchvision's.
     model.card = card
     model.model_args = {"name": card.name, "num_classes": num_classes, "in_chans": in_chans, **kwargs}

@@ -1,0 +1,332 @@
+"""Classification networks as encoders: the feature maps of their stages, at a chosen output stride.
+
+    backbone = convzoo.create_model("resnet50", features_only=True, out_indices=(3, 4), output_stride=8)
+    layer3, layer4 = backbone(images)                # a list, one map per out index
+    backbone.feature_info                            # [FeatureInfo("layer3", 1024, 8), FeatureInfo("layer4", 2048, 8)]
+
+A *stage* ends wherever the network's resolution is about to drop: stage i's output is the last layer at
+reduction r_i (ResNet: relu of the stem at 2, layer1 at 4, layer2 at 8, layer3 at 16, layer4 at 32; VGG: the
+last ReLU before each pool, at 1..16, then pool5 at 32). `out_indices` picks stages; the modules after the
+last picked stage and the classifier head are dropped, so the extractor holds only what it runs.
+
+The extractor registers the network's own top-level modules under their own names (`conv1`, `layer4`,
+`features` cut after its last used child), so a torchvision classification state dict loads into it with
+strict=False (only the head's keys are unexpected), and a segmentation network holding it as `backbone`
+gets torchvision's `backbone.layer4.2.conv3.weight` keys.
+
+`output_stride` (8, 16, ...) keeps the resolution from dropping below input/output_stride by replacing
+strides with dilation, the "atrous algorithm" of DeepLab (Chen et al. 2015): walking the network in execution
+order, every stride that would take the reduction past output_stride is set to 1; the layer that had it keeps
+the dilation rate it had, and every later filter's dilation is multiplied by the removed stride, padding
+grown to keep the size. For ResNet this is exactly torchvision's replace_stride_with_dilation (the first
+block of a dilated stage keeps the previous rate in its strided 3x3, the others get the new one). A pool
+that loses its stride becomes 3x3 with stride 1 and padding 1, as DeepLab-LargeFOV's pool4 and pool5 (an
+average pool stops counting the padding, so borders are not darkened). The walk treats one residual or
+inverted-residual block as one downsampling (its main path and shortcut stride together).
+
+Supported: the ResNet family (ResNet, pre-activation, wide, ResNeXt, SE-ResNet, the CIFAR ResNets), VGG,
+AlexNet/ZFNet, GoogLeNet, MobileNet v1/v2, DenseNet and ShuffleNet v1/v2. LeNet-5 is not: its subsampling
+layers are trainable and its convolutions unpadded.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import chain
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...layers.residual import ZeroPadShortcut
+from ...registry import create_model
+from ..classification.alexnet import AlexNet, AlexNetOWT
+from ..classification.densenet import DenseNet
+from ..classification.googlenet import GoogLeNet, GoogLeNetBN
+from ..classification.mobilenet import MobileNetV1, MobileNetV2
+from ..classification.resnet import ResNet
+from ..classification.resnet_cifar import CifarResNet
+from ..classification.shufflenet import ShuffleNetV1, ShuffleNetV2
+from ..classification.vgg import VGG
+
+# Channels are found by running the encoder once on a meta tensor of this size (no memory, no arithmetic);
+# every supported network takes it, so the smallest input is searched below it.
+PROBE_SIZE = 224
+
+_STRIDED = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, ZeroPadShortcut)
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One output of a feature extractor: the module that produces it, its channels, and its reduction:
+    the product of the strides before it, after any dilation (input size / feature size where the convs
+    are padded; AlexNet's unpadded ones shrink the map a little more)."""
+
+    module: str
+    channels: int
+    reduction: int
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a classification network runs up to its head: attribute paths in execution order, and whether
+    its forward applies a ReLU after the last of them (DenseNet's does, outside `features`)."""
+
+    steps: tuple[str, ...]
+    final_relu: bool = False
+
+
+def _present(network: nn.Module, *names: str) -> list[str]:
+    return [name for name in names if getattr(network, name, None) is not None]
+
+
+def _children_of(network: nn.Module, attribute: str) -> list[str]:
+    return [f"{attribute}.{name}" for name, _ in getattr(network, attribute).named_children()]
+
+
+def _layout_of(network: nn.Module) -> _Layout:
+    """The execution order of a supported classification network's body (everything before its head)."""
+    if isinstance(network, ResNet):
+        steps = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+        return _Layout(tuple(steps + _post_activation(network)))
+    if isinstance(network, CifarResNet):
+        stem = ["conv1", "bn1", "relu"] if network.bn1 is not None else ["conv1"]
+        return _Layout(tuple(stem + ["layer1", "layer2", "layer3"] + _post_activation(network)))
+    if isinstance(network, (ShuffleNetV1, ShuffleNetV2)):
+        return _Layout(tuple(_present(network, "conv1", "maxpool", "stage2", "stage3", "stage4", "conv5")))
+    if isinstance(network, GoogLeNetBN) and network.transform_input:
+        raise ValueError("googlenet_bn with transform_input=True re-normalises input for torchvision's "
+                         "classifier weights; build the encoder with transform_input=False and normalise "
+                         "the images to [-1, 1] yourself.")
+    if isinstance(network, (GoogLeNet, GoogLeNetBN)):
+        return _Layout(tuple(_present(
+            network, "conv1", "maxpool1", "lrn1", "conv2", "conv3", "lrn2", "maxpool2", "inception3a",
+            "inception3b", "maxpool3", "inception4a", "inception4b", "inception4c", "inception4d",
+            "inception4e", "maxpool4", "inception5a", "inception5b")))
+    if isinstance(network, DenseNet):
+        return _Layout(tuple(_children_of(network, "features")), final_relu=True)
+    if isinstance(network, (VGG, AlexNet, AlexNetOWT, MobileNetV1, MobileNetV2)):
+        return _Layout(tuple(_children_of(network, "features")))
+    raise ValueError(
+        f"{type(network).__name__} cannot serve as an encoder: features_only supports the ResNet family, "
+        f"VGG, AlexNet/ZFNet, GoogLeNet, MobileNet, DenseNet and ShuffleNet."
+    )
+
+
+def _post_activation(network: nn.Module) -> list[str]:
+    # Pre-activation ResNets end with BN-ReLU after the last addition (`final_bn`, sharing `relu`).
+    return ["final_bn", "relu"] if network.final_bn is not None else []
+
+
+def _blocks(module: nn.Module) -> Iterator[nn.Module]:
+    """The blocks of a step in execution order: Sequentials are opened, anything else is one block."""
+    if isinstance(module, nn.Sequential):
+        for child in module.children():
+            yield from _blocks(child)
+    else:
+        yield module
+
+
+def _pair_value(value: int | tuple[int, ...], what: str, module: nn.Module) -> int:
+    values = (value,) if isinstance(value, int) else tuple(value)
+    if len(set(values)) != 1:
+        raise ValueError(f"cannot dilate {module}: its {what} differs between height and width")
+    return values[0]
+
+
+def _strided_modules(block: nn.Module) -> list[nn.Module]:
+    return [m for m in block.modules() if isinstance(m, _STRIDED) and _stride_of(m) > 1]
+
+
+def _stride_of(module: nn.Module) -> int:
+    return _pair_value(module.stride, "stride", module)
+
+
+def block_stride(block: nn.Module) -> int:
+    """How much a block reduces the resolution: the stride its strided modules share (a residual block's
+    main path and shortcut are parallel, so they count once)."""
+    strides = {_stride_of(m) for m in _strided_modules(block)}
+    if len(strides) > 1:
+        raise ValueError(f"cannot tell the stride of {type(block).__name__}: its modules stride by {sorted(strides)}")
+    return strides.pop() if strides else 1
+
+
+def _dilate_conv(conv: nn.Conv2d, rate: int) -> None:
+    """Multiply a conv's dilation by `rate`, growing its padding so that its output size does not change."""
+    kernel = _pair_value(conv.kernel_size, "kernel size", conv)
+    if kernel == 1 or rate == 1:
+        return
+    dilation = _pair_value(conv.dilation, "dilation", conv)
+    conv.dilation = (dilation * rate,) * 2
+    if not isinstance(conv.padding, str):
+        padding = _pair_value(conv.padding, "padding", conv)
+        conv.padding = (padding + (dilation * rate - dilation) * (kernel - 1) // 2,) * 2
+
+
+def _remove_stride(module: nn.Module, rate: int) -> None:
+    """Make a strided module stride 1 at the current dilation `rate`, keeping its output at its input's size."""
+    if isinstance(module, ZeroPadShortcut):
+        module.stride = 1
+    elif isinstance(module, nn.Conv2d):
+        module.stride = (1, 1)
+        _dilate_conv(module, rate)
+    else:  # a pool: DeepLab-LargeFOV's 3x3, stride 1, padding 1
+        kernel = _pair_value(module.kernel_size, "kernel size", module)
+        kernel = kernel if kernel % 2 else kernel + 1
+        module.kernel_size, module.stride, module.padding = kernel, 1, kernel // 2
+        module.ceil_mode = False
+        if isinstance(module, nn.AvgPool2d):
+            module.count_include_pad = False
+
+
+def reductions_of(steps: Sequence[nn.Module]) -> list[int]:
+    """The reduction (input size / output size) after each step, from the strides of its blocks."""
+    reductions, reduction = [], 1
+    for step in steps:
+        for block in _blocks(step):
+            reduction *= block_stride(block)
+        reductions.append(reduction)
+    return reductions
+
+
+def apply_output_stride(steps: Sequence[nn.Module], output_stride: int) -> None:
+    """Replace every stride that would take the reduction past `output_stride` by dilation, in place
+    (the module docstring gives the rule)."""
+    reduction, rate = 1, 1
+    for step in steps:
+        for block in _blocks(step):
+            stride = block_stride(block)
+            strided = _strided_modules(block)
+            if stride > 1 and reduction * stride <= output_stride:
+                reduction *= stride
+                continue
+            for module in strided:
+                _remove_stride(module, rate)
+            for conv in (m for m in block.modules() if isinstance(m, nn.Conv2d) and m not in strided):
+                _dilate_conv(conv, rate * stride)
+            rate *= stride
+
+
+class FeatureExtractor(nn.Module):
+    """A classification network's body returning the feature maps of the stages in `out_indices`.
+
+    `output_stride=None` keeps the network's strides. `feature_info` lists the outputs (module, channels,
+    reduction); `channels` and `reductions` are the same numbers as tuples. `min_input_size` is the
+    smallest square input the extractor takes, measured on the meta device when first asked."""
+
+    def __init__(self, network: nn.Module, out_indices: Sequence[int] | None = None,
+                 output_stride: int | None = None):
+        super().__init__()
+        layout = _layout_of(network)
+        steps = [network.get_submodule(name) for name in layout.steps]
+        stage_reductions = reductions_of(steps)
+        # A stage ends at the last step of each reduction.
+        stage_ends = [i for i, r in enumerate(stage_reductions)
+                      if i + 1 == len(stage_reductions) or stage_reductions[i + 1] != r]
+        num_stages = len(stage_ends)
+        out_indices = tuple(range(num_stages)) if out_indices is None else tuple(int(i) for i in out_indices)
+        if not out_indices or any(not -num_stages <= i < num_stages for i in out_indices):
+            raise ValueError(f"{type(network).__name__} has {num_stages} stages (reductions "
+                             f"{[stage_reductions[i] for i in stage_ends]}); out_indices must pick among 0.."
+                             f"{num_stages - 1}, got {list(out_indices)}")
+        out_indices = tuple(i % num_stages for i in out_indices)
+        if len(set(out_indices)) != len(out_indices) or list(out_indices) != sorted(out_indices):
+            raise ValueError(f"out_indices must be increasing and distinct, got {list(out_indices)}")
+
+        stage_output_reductions = sorted({stage_reductions[i] for i in stage_ends})
+        if output_stride is not None and output_stride not in stage_output_reductions:
+            raise ValueError(f"{type(network).__name__} cannot have output_stride={output_stride}; its stages are "
+                             f"at reductions {stage_output_reductions}")
+        out_positions = [stage_ends[i] for i in out_indices]
+        kept = layout.steps[:out_positions[-1] + 1]
+        if output_stride is not None:
+            apply_output_stride(steps[:len(kept)], output_stride)
+
+        self._register_modules(network, kept)
+        self.steps = kept
+        self.out_indices = out_indices
+        self.out_positions = tuple(out_positions)
+        self.final_relu = layout.final_relu and len(kept) == len(layout.steps)
+        self.output_stride = output_stride
+        reductions = reductions_of(steps[:len(kept)])
+        channels = [shape[1] for shape in self.feature_shapes(PROBE_SIZE)]
+        self.feature_info = [FeatureInfo(kept[p], c, reductions[p]) for p, c in zip(out_positions, channels)]
+
+    def _register_modules(self, network: nn.Module, kept: Sequence[str]) -> None:
+        # Under their own names, so state dict keys stay the network's; a Sequential cut after its last
+        # used child keeps its children's names.
+        for root in dict.fromkeys(name.split(".")[0] for name in kept):
+            module = getattr(network, root)
+            used = [name.split(".", 1)[1] for name in kept if name.startswith(f"{root}.")]
+            if used and len(used) < len(module):
+                module = nn.Sequential(OrderedDict((name, module.get_submodule(name)) for name in used))
+            self.add_module(root, module)
+
+    @property
+    def in_chans(self) -> int:
+        return next(m for m in self.modules() if isinstance(m, nn.Conv2d)).in_channels
+
+    def feature_shapes(self, height: int, width: int | None = None) -> list[torch.Size]:
+        """The shapes of the outputs for one input of height x width (square if width is None)."""
+        # The extractor's own forward with every parameter and buffer swapped for a meta tensor: shapes
+        # only, whatever device the weights are on.
+        state = {name: torch.empty_like(tensor, device="meta")
+                 for name, tensor in chain(self.named_parameters(), self.named_buffers())}
+        x = torch.empty(1, self.in_chans, height, height if width is None else width, device="meta")
+        # In eval mode: a training-mode batch norm refuses one value per channel, a batch-size limit, not
+        # a size limit. Each module's mode is restored afterwards.
+        modes = {module: module.training for module in self.modules()}
+        self.eval()
+        try:
+            with torch.no_grad():
+                return [feature.shape for feature in torch.func.functional_call(self, state, (x,))]
+        finally:
+            for module, training in modes.items():
+                module.training = training
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        return tuple(info.channels for info in self.feature_info)
+
+    @property
+    def reductions(self) -> tuple[int, ...]:
+        return tuple(info.reduction for info in self.feature_info)
+
+    @cached_property
+    def min_input_size(self) -> tuple[int, int]:
+        """The smallest square input the extractor runs on (binary search on the meta device)."""
+        def runs(size: int) -> bool:
+            try:
+                self.feature_shapes(size)
+            except (RuntimeError, ValueError):
+                return False
+            return True
+
+        low, high = 1, PROBE_SIZE
+        while low < high:
+            middle = (low + high) // 2
+            low, high = (low, middle) if runs(middle) else (middle + 1, high)
+        return (low, low)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        features = []
+        last = len(self.steps) - 1
+        for position, name in enumerate(self.steps):
+            x = self.get_submodule(name)(x)
+            if position == last and self.final_relu:
+                x = F.relu(x)
+            if position in self.out_positions:
+                features.append(x)
+        return features
+
+
+def create_backbone(name: str, out_indices: Sequence[int] | None = None, output_stride: int | None = None,
+                    in_chans: int | None = None, **kwargs) -> FeatureExtractor:
+    """A registered classification network as an encoder, without the input guard a top-level model gets
+    (the segmentation network that holds it checks its own input). kwargs go to the network's builder."""
+    network = create_model(name, in_chans=in_chans, **kwargs)
+    if network.card.task != "classification":
+        raise ValueError(f"{name} is a {network.card.task} network; encoders come from classification networks")
+    return FeatureExtractor(network, out_indices=out_indices, output_stride=output_stride)
