@@ -14,12 +14,19 @@ from .analysis.compare import compare, complexity_chart
 from .errors import ConvzooError
 from .registry import list_models, model_card
 
-_ERROR_NAMES = {
+_REPORTED_NAMES = {
     "imagenet_top1_error": "ImageNet top-1 error",
     "imagenet_top5_error": "ImageNet top-5 error",
     "cifar10_error": "CIFAR-10 error",
     "cifar100_error": "CIFAR-100 error",
     "mnist_error": "MNIST error",
+    "voc2011_val_miou": "PASCAL VOC 2011 val mIoU",
+    "voc2012_val_miou": "PASCAL VOC 2012 val mIoU",
+    "voc2012_val_miou_crf": "PASCAL VOC 2012 val mIoU, with CRF",
+    "voc2012_test_miou": "PASCAL VOC 2012 test mIoU",
+    "voc2012_test_miou_crf": "PASCAL VOC 2012 test mIoU, with CRF",
+    "isbi2015_phc_u373_mean_iou": "ISBI 2015 PhC-U373 mean IoU",
+    "isbi2015_dic_hela_mean_iou": "ISBI 2015 DIC-HeLa mean IoU",
 }
 
 
@@ -75,7 +82,7 @@ def _cmd_card(args: argparse.Namespace) -> int:
     if card.macs is not None:
         table.add_row("operations", f"{card.macs:,} MACs at the default input (FLOPs = 2 x MACs)")
     for key, value in card.reported.items():
-        table.add_row(_ERROR_NAMES.get(key, key), f"{value}% (as reported)")
+        table.add_row(_REPORTED_NAMES.get(key, key), f"{value}% (as the paper reports it)")
     table.add_row("notes", card.notes)
     _console().print(table)
     return 0
@@ -127,6 +134,192 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+_RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out")
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise argparse.ArgumentTypeError(f"expected a size like 64 or 64x48 (height x width), got {text!r}")
+    return (int(parts[0]), int(parts[-1]))
+
+
+def _model_arg(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. drop_path_rate=0.1, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _training_settings(args: argparse.Namespace) -> dict:
+    """The settings given on the command line (unset flags are absent, so a recipe's values stand)."""
+    settings = {k: v for k, v in vars(args).items() if k not in ("command", "run", "model", "resume")}
+    if "model_args" in settings:
+        settings["model_args"] = dict(settings["model_args"])
+    return settings
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import RunFolder, TrainConfig, make_config, train
+
+    settings = _training_settings(args)
+    try:
+        if args.resume:
+            saved = RunFolder(args.resume).read_config()["config"]
+            if args.model and args.model != saved["model"]:
+                raise ValueError(f"{args.resume} is a run of {saved['model']}, not {args.model}")
+            config = TrainConfig.from_dict({**saved, **settings, "out": args.resume})
+            changed = sorted(k for k, v in config.to_dict().items()
+                             if k not in _RESUME_MAY_CHANGE and saved.get(k) != v)
+            if changed:
+                raise ValueError(f"--resume continues a run with its own settings ({args.resume}/config.json); only "
+                                 f"--epochs, --device, --workers and --threads may change, not: {', '.join(changed)}")
+        elif not args.model:
+            raise ValueError("name the network to train, e.g. `convzoo train lenet5 --data digits` "
+                             "(`convzoo list` shows them), or continue a run with --resume DIR")
+        else:
+            recipe = settings.pop("recipe", "quick")
+            config = make_config(args.model, recipe, **settings)
+        train(config, resume=bool(args.resume), console=_console())
+    except KeyboardInterrupt:
+        print("\ninterrupted; the checkpoint of the last finished epoch is intact: continue with "
+              "`convzoo train --resume RUN_FOLDER`", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as err:
+        if isinstance(err, ConvzooError):
+            raise
+        print(f"convzoo train: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .training import evaluate_checkpoints
+
+    results = evaluate_checkpoints(args.checkpoints, args.data, split=args.split, crops=args.crops,
+                                   batch_size=args.batch_size, device=args.device, skip_bad=args.skip_bad)
+    if args.json:
+        print(json.dumps([{"checkpoint": r.name, **r.metrics} for r in results], indent=2))
+        return 0
+    first = results[0].metrics
+    table = Table(title=f"{args.data}, {first['split']} split, {first['images']} images, "
+                        f"{'10 crops' if args.crops == 10 else 'centre crop'} (accuracy and error in %)",
+                  title_justify="left")
+    for column in ("checkpoint", "top-1 acc", "top-5 acc", "top-1 err", "top-5 err", "loss"):
+        table.add_column(column, justify="left" if column == "checkpoint" else "right")
+    for result in results:
+        m = result.metrics
+        name = f"ensemble of {m['members']} (mean softmax)" if result.name == "ensemble" else result.name
+        table.add_row(name, f"{m['top1_accuracy']:.2f}", f"{m['top5_accuracy']:.2f}", f"{m['top1_error']:.2f}",
+                      f"{m['top5_error']:.2f}", f"{m['loss']:.4f}")
+    _console().print(table)
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .training import predict_images
+
+    predictions = predict_images(args.checkpoint, args.images, top=args.top, crops=args.crops, device=args.device)
+    if args.json:
+        print(json.dumps(predictions, indent=2))
+        return 0
+    for prediction in predictions:
+        table = Table(title=prediction["image"], title_justify="left")
+        table.add_column("class")
+        table.add_column("probability", justify="right")
+        for guess in prediction["predictions"]:
+            table.add_row(guess["class"], f"{guess['probability']:.4f}")
+        _console().print(table)
+    return 0
+
+
+def _add_training_commands(commands) -> None:
+    from .training import RECIPES
+    from .training.optim import OPTIMIZERS, SCHEDULES
+
+    unset = argparse.SUPPRESS  # only flags the user gives override the recipe
+    p = commands.add_parser("train", help="train a network on digits or your images; writes a run folder",
+                            description="Train a registered network. Flags override the recipe's values "
+                                        "(default recipe: quick). Flag names follow torchvision's "
+                                        "references/classification/train.py.")
+    p.add_argument("model", nargs="?", help="registered network name (see `convzoo list`)")
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the run in DIR from its last finished epoch (same result as never stopping)")
+    p.add_argument("--recipe", choices=list(RECIPES), default=unset,
+                   help="a paper's settings (see convzoo.training.RECIPES); default: quick")
+    p.add_argument("--out", "--output-dir", dest="out", metavar="DIR", default=unset,
+                   help="run folder (default: runs/MODEL-DATA, numbered if it exists)")
+    data = p.add_argument_group("data")
+    data.add_argument("--data", default=unset,
+                      help="'digits' (embedded) or a folder: ImageFolder tree, MNIST/Fashion-MNIST IDX, CIFAR binary")
+    data.add_argument("--val-split", type=float, default=unset, metavar="F",
+                      help="fraction of the training images held out for validation when the data has no val split")
+    data.add_argument("--skip-bad", action="store_true", default=unset, help="skip unreadable images (and count them)")
+    data.add_argument("--input-size", type=_image_size, default=unset, metavar="HxW",
+                      help="train at this size instead of the model card's, e.g. 64 or 64x64")
+    data.add_argument("--border", type=int, default=unset, metavar="N",
+                      help="black pixels around each image inside the input (default: 2 for LeNet-5, else 0)")
+    data.add_argument("--random-crop-padding", type=int, default=unset, metavar="N", help="pad N pixels, crop back")
+    data.add_argument("--scale-jitter", type=float, nargs=2, default=unset, metavar=("A", "B"),
+                      help="resize the shorter side to [A, B] x the input side, then crop (VGG/ResNet)")
+    data.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=unset, help="random mirror images")
+    data.add_argument("--pca-lighting", type=float, default=unset, metavar="STD",
+                      help="AlexNet's PCA colour lighting (paper: 0.1)")
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=int, default=unset, metavar="N")
+    opt.add_argument("-b", "--batch-size", type=int, default=unset, metavar="N", help="images per process")
+    opt.add_argument("--opt", choices=OPTIMIZERS, default=unset)
+    opt.add_argument("--lr", type=float, default=unset)
+    opt.add_argument("--momentum", type=float, default=unset)
+    opt.add_argument("--wd", "--weight-decay", dest="weight_decay", type=float, default=unset)
+    opt.add_argument("--lr-scheduler", choices=SCHEDULES, default=unset)
+    opt.add_argument("--lr-step-size", type=int, default=unset, metavar="EPOCHS", help="step: epochs between cuts")
+    opt.add_argument("--lr-steps", type=int, nargs="+", default=unset, metavar="EPOCH", help="multistep: cut epochs")
+    opt.add_argument("--lr-gamma", type=float, default=unset, help="factor of each cut (step, multistep, plateau)")
+    opt.add_argument("--lr-patience", type=int, default=unset, metavar="EPOCHS",
+                     help="plateau: epochs without improvement of the validation metric before a cut")
+    opt.add_argument("--lr-warmup-epochs", type=float, default=unset)
+    opt.add_argument("--lr-warmup-decay", type=float, default=unset, help="warm-up starts at this x lr")
+    opt.add_argument("--lr-min", type=float, default=unset, help="cosine: the final learning rate")
+    opt.add_argument("--label-smoothing", type=float, default=unset)
+    opt.add_argument("--clip-grad-norm", type=float, default=unset, metavar="MAX")
+    opt.add_argument("--model-arg", dest="model_args", type=_model_arg, action="append", default=unset,
+                     metavar="KEY=VALUE", help="keyword argument of the network, e.g. drop_path_rate=0.1")
+    how = p.add_argument_group("how it runs")
+    how.add_argument("--seed", type=int, default=unset)
+    how.add_argument("--amp", action=argparse.BooleanOptionalAction, default=unset, help="bf16 autocast")
+    how.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=unset)
+    how.add_argument("--use-deterministic-algorithms", dest="deterministic", action="store_true", default=unset)
+    how.add_argument("--device", default=unset, help="auto (default), cpu, cuda, cuda:1")
+    how.add_argument("-j", "--workers", type=int, default=unset, metavar="N", help="data loading processes")
+    how.add_argument("--threads", type=int, default=unset, metavar="N", help="CPU threads per process")
+    p.set_defaults(run=_cmd_train)
+
+    p = commands.add_parser("eval", help="evaluate checkpoints (and their ensemble) on a data set")
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help=".safetensors checkpoint or run folder (its best)")
+    p.add_argument("--data", required=True, help="'digits' or a data folder (see `convzoo train --help`)")
+    p.add_argument("--split", choices=("test", "val"), default=None, help="default: test when the data has one")
+    p.add_argument("--crops", type=int, choices=(1, 10), default=1,
+                   help="10: average the four corner and centre crops and their mirror images (AlexNet, ResNet)")
+    p.add_argument("-b", "--batch-size", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (and count them)")
+    p.add_argument("--json", action="store_true", help="print JSON (with per-class accuracy and confusion matrix)")
+    p.set_defaults(run=_cmd_eval)
+
+    p = commands.add_parser("predict", help="the most probable classes of image files")
+    p.add_argument("checkpoint", metavar="CKPT", help=".safetensors checkpoint or run folder (its best)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top", type=int, default=5, metavar="K")
+    p.add_argument("--crops", type=int, choices=(1, 10), default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(run=_cmd_predict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convzoo", description="The landmark convolutional networks: build, "
                                      "inspect, train, compare.")
@@ -159,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="+", metavar="NAME", help="model names or shell-style wildcards, e.g. 'resnet*'")
     p.add_argument("--out", default=None, metavar="chart.png", help="also draw the complexity chart to this file")
     p.set_defaults(run=_cmd_compare)
+
+    _add_training_commands(commands)
     return parser
 
 

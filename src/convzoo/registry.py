@@ -37,7 +37,8 @@ class ModelCard:
     `params` is the exact trainable parameter count at `num_classes` classes and `input_size[0]` channels;
     a test asserts every card's count against the built network. `min_input_size` is the smallest square
     (H, W) the network accepts; a test asserts it runs there and that one pixel less is refused.
-    `reported` holds error rates as the paper reports them, in percent, keyed like "imagenet_top1_error".
+    `reported` holds the paper's own figures, in percent: error rates for classification
+    ("imagenet_top1_error", "cifar10_error", ...), mean IoU for segmentation ("voc2012_val_miou", ...).
     """
 
     name: str

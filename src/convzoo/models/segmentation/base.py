@@ -1,0 +1,100 @@
+"""What the segmentation networks here share: padding an input to a size its strides divide (the prediction is
+cropped back), bilinear upsampling of score maps, the output contract, and torchvision's encoder + classifier
+layout with its FCN head (used by fcn_resnet*, deeplabv3_* and pspnet_*).
+
+The contract: in eval mode `model(x)` returns logits (N, num_classes, H, W) at the input's size; in training
+mode a network with an auxiliary head returns {"out": logits, "aux": aux_logits} (torchvision's convention),
+so the training loop can weight the auxiliary loss.
+"""
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .backbones import create_backbone
+
+SegmentationOutput = Union[Tensor, dict[str, Tensor]]
+
+
+def pad_to_multiple(x: Tensor, multiple: int, mode: str = "constant") -> Tensor:
+    """Pad the bottom and right of a (N, C, H, W) batch so H and W become multiples of `multiple`.
+
+    Only the bottom and right grow, so pixel (i, j) stays at (i, j) and `x[..., :h, :w]` undoes the padding.
+    `mode` is F.pad's: "constant" (zeros, as a padded conv sees the border) or "reflect" (mirroring, as
+    Dilation8 extends its input). Networks whose skips or decoders need sizes their stride divides use it
+    (unet_padded, deeplabv3plus, dilated8); those that upsample their scores to the input's size need not."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = -h % multiple, -w % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def upsample_to(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
+    """Bilinear resize of score maps to `size`, with torchvision's align_corners=False."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def segmentation_output(out: Tensor, aux: Tensor | None, training: bool) -> SegmentationOutput:
+    """The logits alone, or {"out", "aux"} while training a network that has an auxiliary head."""
+    if training and aux is not None:
+        return {"out": out, "aux": aux}
+    return out
+
+
+class SegmentationModel(nn.Module):
+    """An encoder, a classifier on its last feature map, and optionally an auxiliary classifier on the one
+    before: torchvision's _SimpleSegmentationModel layout (`backbone`, `classifier`, `aux_classifier`), so
+    its checkpoints load with strict=True. Both predictions are bilinearly upsampled to the input's size.
+
+    `backbone` returns a list of feature maps (models/segmentation/backbones.py): the classifier reads the
+    last, the auxiliary classifier the one before. The auxiliary head runs only in training mode;
+    `aux_weight` is the weight of its loss (0.5 in torchvision's reference training, 0.4 in PSPNet)."""
+
+    def __init__(self, backbone: nn.Module, classifier: nn.Module, aux_classifier: nn.Module | None = None,
+                 aux_weight: float = 0.5):
+        super().__init__()
+        self.backbone = backbone
+        self.classifier = classifier
+        self.aux_classifier = aux_classifier
+        self.aux_weight = aux_weight
+
+    def forward(self, x: Tensor) -> SegmentationOutput:
+        size = x.shape[-2:]
+        features = self.backbone(x)
+        out = upsample_to(self.classifier(features[-1]), size)
+        aux = None
+        if self.training and self.aux_classifier is not None:
+            aux = upsample_to(self.aux_classifier(features[-2]), size)
+        return segmentation_output(out, aux, self.training)
+
+
+class FCNHead(nn.Sequential):
+    """torchvision's FCN head: 3x3 conv to a quarter of the channels, BN, ReLU, dropout 0.1, 1x1 conv to the
+    classes. A flat Sequential, so its keys are torchvision's (`0.weight`, `1.running_mean`, `4.bias`)."""
+
+    def __init__(self, in_chans: int, num_classes: int):
+        inner = in_chans // 4
+        super().__init__(
+            nn.Conv2d(in_chans, inner, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(inner),
+            nn.ReLU(),
+            nn.Dropout(0.1),
+            nn.Conv2d(inner, num_classes, kernel_size=1),
+        )
+
+
+def resnet_segmenter(backbone_name: str, classifier: nn.Module, num_classes: int, in_chans: int,
+                     aux_loss: bool, aux_weight: float = 0.5, output_stride: int = 8,
+                     **backbone_kwargs) -> SegmentationModel:
+    """A torchvision-layout segmentation network on a dilated ResNet: layer4 feeds `classifier`, layer3 an
+    FCNHead as the auxiliary classifier when `aux_loss`. Other keyword arguments go to the ResNet."""
+    backbone = create_backbone(backbone_name, out_indices=(3, 4), output_stride=output_stride,
+                               in_chans=in_chans, **backbone_kwargs)
+    aux_classifier = FCNHead(backbone.channels[0], num_classes) if aux_loss else None
+    return SegmentationModel(backbone, classifier, aux_classifier, aux_weight)
