@@ -12,9 +12,11 @@ network that does not take 3 channels); normalisation uses the training split's 
 """
 from .bundle import DataBundle, load_data, load_image, stratified_split
 from .datasets import ImageDataset, decode_image
+from .segmentation import IGNORE_INDEX, SegmentationDataset, SegmentationTransform, load_mask, voc_palette
 from .transforms import Augment, EvalTransform, TrainTransform, eval_transform, ten_crop
 
 __all__ = [
     "Augment", "DataBundle", "EvalTransform", "ImageDataset", "TrainTransform", "decode_image", "eval_transform",
     "load_data", "load_image", "stratified_split", "ten_crop",
+    "IGNORE_INDEX", "SegmentationDataset", "SegmentationTransform", "load_mask", "voc_palette",
 ]

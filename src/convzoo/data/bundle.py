@@ -95,7 +95,8 @@ def load_data(
 ) -> DataBundle:
     """Load a data set for a network taking `input_size` = (C, H, W) images.
 
-    source: "digits", or a folder: ImageFolder tree, MNIST/Fashion-MNIST IDX files, CIFAR-10/100 binaries.
+    source: "digits", "digits-seg", or a folder: ImageFolder tree, MNIST/Fashion-MNIST IDX files, CIFAR-10/100
+        binaries, VOC-style or images/ + masks/ segmentation folders.
     val_split: the fraction of the training images held out for validation (stratified, deterministic for a
         seed) when the data set has no validation split of its own (an ImageFolder val/ folder).
     augment: training-time augmentation; validation and test images are never augmented.
@@ -104,7 +105,16 @@ def load_data(
     border: fit the images into the centre of the input, inside this many black pixels (LeNet-5's 32x32 field
         around 28x28 digits: border=2); `describe()` records it for eval and predict.
     Every image file is decoded once here, so a corrupt file or an empty class fails before training starts.
+    Segmentation sources ("digits-seg", VOC-style or images/ + masks/ folders) give (image, mask) items: see
+    data/segmentation.py.
     """
+    # segmentation.py builds on this module (DataBundle, stratified_split), so it is imported here, not above.
+    from .segmentation import is_segmentation_source, load_segmentation_data
+
+    if is_segmentation_source(source):
+        if border:
+            raise DataError("border is for classification inputs (LeNet-5); segmentation data takes none")
+        return load_segmentation_data(source, input_size, val_split, seed, augment, skip_bad, mean=mean, std=std)
     channels, height, width = _check_input_size(input_size)
     if not 0 <= val_split < 1:
         raise DataError(f"val_split is a fraction of the training images, in [0, 1); got {val_split}")
