@@ -41,3 +41,11 @@ class CorruptImageError(DataError):
         self.path = path
         super().__init__(f"cannot read image {path!r}: {reason}. Fix or remove the file, or skip unreadable "
                          f"images with skip_bad=True (--skip-bad).")
+
+
+class RunFolderError(ConvzooError, ValueError):
+    """A run folder that cannot be used as asked: nothing to resume, already holds a run, unreadable state."""
+
+
+class TrainingDivergedError(ConvzooError, FloatingPointError):
+    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""

@@ -1,0 +1,53 @@
+"""`convzoo train` from the command line: the run, recipes under flags, --resume, and its errors."""
+from __future__ import annotations
+
+import csv
+import json
+
+from convzoo.cli import main
+
+
+def _train(shapes, out, *extra):
+    return main(["train", "lenet5", "--data", str(shapes), "--out", str(out), "-b", "16", "--threads", "1", *extra])
+
+
+def test_train_then_resume_for_more_epochs(shapes, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(shapes, out, "--epochs", "1") == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1/1" in printed and "test: top-1 accuracy" in printed
+    assert main(["train", "--resume", str(out), "--epochs", "2"]) == 0
+    assert "epoch 2/2" in capsys.readouterr().out
+    assert [row["epoch"] for row in csv.DictReader((out / "metrics.csv").open())] == ["1", "2"]
+    assert json.loads((out / "config.json").read_text())["config"]["epochs"] == 2
+
+
+def test_flags_override_the_recipe(shapes, tmp_path):
+    out = tmp_path / "run"
+    assert _train(shapes, out, "--recipe", "resnet_cifar", "--lr", "0.05", "--epochs", "1", "--no-hflip",
+                  "--lr-steps", "5", "8") == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["recipe"] == "resnet_cifar"
+    assert (config["lr"], config["epochs"], config["batch_size"], config["hflip"]) == (0.05, 1, 16, False)
+    assert (config["weight_decay"], config["random_crop_padding"], config["lr_steps"]) == (1e-4, 4, [5, 8])
+
+
+def test_resume_refuses_changed_settings(shapes, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(shapes, out, "--epochs", "1") == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--lr", "0.5"]) == 2
+    assert "only --epochs, --device, --workers and --threads may change, not: lr" in capsys.readouterr().err
+    assert main(["train", "resnet20", "--resume", str(out)]) == 2
+    assert "is a run of lenet5" in capsys.readouterr().err
+
+
+def test_train_errors_are_messages(shapes, tmp_path, capsys):
+    assert main(["train", "--data", str(shapes)]) == 2
+    assert "name the network to train" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "not a convzoo run folder" in capsys.readouterr().err
+    assert _train(shapes, tmp_path / "a", "--model-arg", "wings=2") == 2
+    assert "does not take the arguments {'wings': 2}" in capsys.readouterr().err
+    assert _train(shapes, tmp_path / "b", "--epochs", "0") == 2
+    assert "epochs must be at least 1" in capsys.readouterr().err

@@ -1,0 +1,254 @@
+"""The engine end to end on a tiny PNG data set: the run folder, resume bit for bit, divergence, bad input."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from convzoo.errors import DataError, RunFolderError, TrainingDivergedError
+from convzoo.training import make_config, read_checkpoint_description, train
+from convzoo.training.checkpoint import RunFolder
+from convzoo.training.tasks import Classification
+
+CLASSES = ("cross", "hbar", "vbar")  # the shapes fixture's classes, sorted as folder names
+
+
+def _config(shapes, out, **overrides):
+    settings = dict(data=str(shapes), out=str(out), epochs=2, batch_size=16, threads=1)
+    settings.update(overrides)
+    return make_config("lenet5", **settings)
+
+
+def _tensors(path):
+    return load_file(str(path))
+
+
+def _assert_same_tensors(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def _optimizer_tensors(resume_file) -> dict:
+    state = torch.load(resume_file, weights_only=True)["optimizer"]["state"]
+    return {f"{index}.{name}": value for index, entry in state.items() for name, value in entry.items()
+            if isinstance(value, torch.Tensor)}
+
+
+def test_run_folder_holds_everything(shapes, tmp_path, quiet):
+    result = train(_config(shapes, tmp_path / "run", epochs=3), console=quiet)
+    run = RunFolder(tmp_path / "run")
+    for path in (run.config, run.metrics, run.results, run.last, run.best, run.resume, run.curves, run.confusion):
+        assert path.is_file(), path.name
+    assert run.curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    config = json.loads(run.config.read_text())
+    assert config["config"]["model"] == "lenet5" and config["config"]["recipe"] == "quick"
+    assert config["data"]["classes"] == list(CLASSES)
+    assert config["resolved"]["input_size"] == [1, 32, 32] and config["resolved"]["border"] == 2
+
+    rows = list(csv.DictReader(run.metrics.open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {"lr", "train_loss", "val_top1_accuracy", "val_top5_accuracy"} <= set(rows[0])
+
+    results = json.loads(run.results.read_text())
+    assert results["split"] == "test" and results["images"] == 3 * 8
+    assert 0 <= results["top1_accuracy"] <= results["top5_accuracy"] == 100.0  # 3 classes: top-5 is all of them
+    assert results["top1_error"] == pytest.approx(100 - results["top1_accuracy"])
+    assert set(results["per_class_accuracy"]) == set(CLASSES)
+    assert sum(map(sum, results["confusion_matrix"])) == 24
+    assert results == result.test
+
+    # the best checkpoint is the epoch with the best validation accuracy (ties: the later one)
+    val = [float(r["val_top1_accuracy"]) for r in rows]
+    best_epoch = max(range(len(val)), key=lambda i: (val[i], i)) + 1
+    assert results["epoch"] == best_epoch == result.best_epoch
+
+    description = read_checkpoint_description(run.best)
+    assert description["model"] == {"name": "lenet5", "num_classes": 3, "in_chans": 1}
+    assert description["classes"] == list(CLASSES)
+    assert description["input_size"] == [1, 32, 32] and description["border"] == 2
+    assert len(description["mean"]) == len(description["std"]) == 1
+    assert description["epoch"] == best_epoch
+    with safe_open(str(run.last), framework="pt") as f:
+        assert json.loads(f.metadata()["convzoo"])["epoch"] == 3
+
+
+def test_resume_continues_bit_for_bit(shapes, tmp_path, quiet):
+    """2 epochs in one go == 1 epoch, then --resume for the second: every weight, buffer and optimizer tensor."""
+    settings = dict(lr_scheduler="step", lr_step_size=1, lr_gamma=0.5, random_crop_padding=2)
+    train(_config(shapes, tmp_path / "whole", **settings), console=quiet)
+    train(_config(shapes, tmp_path / "split", **{**settings, "epochs": 1}), console=quiet)
+    train(_config(shapes, tmp_path / "split", **settings), resume=True, console=quiet)
+
+    whole, split = RunFolder(tmp_path / "whole"), RunFolder(tmp_path / "split")
+    _assert_same_tensors(_tensors(whole.last), _tensors(split.last))
+    _assert_same_tensors(_tensors(whole.best), _tensors(split.best))
+    _assert_same_tensors(_optimizer_tensors(whole.resume), _optimizer_tensors(split.resume))
+    assert whole.metrics.read_text().count("\n") == split.metrics.read_text().count("\n") == 3
+    assert json.loads(whole.results.read_text()) == json.loads(split.results.read_text()) | {
+        "train_seconds": json.loads(whole.results.read_text())["train_seconds"]}
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_same_weights(shapes, tmp_path, monkeypatch, quiet):
+    """Killed right after epoch 1's checkpoint, under the default recipe (warm-up, cosine over the planned
+    epochs, augmentation), with batch norm (resnet20): resuming gives exactly the uninterrupted run's weights
+    and batch-norm statistics."""
+    config = dict(epochs=3, random_crop_padding=1, model="resnet20")
+    whole = make_config(data=str(shapes), out=str(tmp_path / "whole"), batch_size=16, threads=1, **config)
+    train(whole, console=quiet)
+
+    write_metrics = RunFolder.write_metrics
+
+    def killed_after_first_epoch(self, history):
+        write_metrics(self, history)
+        raise KeyboardInterrupt
+
+    killed = make_config(data=str(shapes), out=str(tmp_path / "killed"), batch_size=16, threads=1, **config)
+    monkeypatch.setattr(RunFolder, "write_metrics", killed_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(killed, console=quiet)
+    monkeypatch.setattr(RunFolder, "write_metrics", write_metrics)
+    assert torch.load(tmp_path / "killed" / "resume.pt", weights_only=True)["epoch"] == 1
+    train(killed, resume=True, console=quiet)
+
+    _assert_same_tensors(_tensors(tmp_path / "whole" / "last.safetensors"),
+                         _tensors(tmp_path / "killed" / "last.safetensors"))
+    _assert_same_tensors(_optimizer_tensors(tmp_path / "whole" / "resume.pt"),
+                         _optimizer_tensors(tmp_path / "killed" / "resume.pt"))
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(shapes, tmp_path, monkeypatch, quiet):
+    real_loss = Classification.loss
+    calls = []
+    steps_per_epoch = 66 // 16  # 3 classes x 24 training images less 2 a class for validation, full batches
+
+    def loss_turning_nan(self, outputs, targets):
+        calls.append(1)
+        loss = real_loss(self, outputs, targets)
+        return loss * float("nan") if len(calls) == steps_per_epoch + 2 else loss
+
+    monkeypatch.setattr(Classification, "loss", loss_turning_nan)
+    run = RunFolder(tmp_path / "run")
+    with pytest.raises(TrainingDivergedError) as caught:
+        train(_config(shapes, run.path, epochs=3), console=quiet)
+    message = str(caught.value)
+    assert f"epoch 2, step 2 of {steps_per_epoch}" in message
+    assert "last.safetensors (epoch 1)" in message and "--resume" in message
+    assert read_checkpoint_description(run.last)["epoch"] == 1
+    assert torch.load(run.resume, weights_only=True)["epoch"] == 1
+    assert not run.results.exists()
+
+
+def test_nan_in_the_first_epoch_says_no_checkpoint_was_written(shapes, tmp_path, monkeypatch, quiet):
+    monkeypatch.setattr(Classification, "loss", lambda self, outputs, targets: outputs.sum() * float("inf"))
+    with pytest.raises(TrainingDivergedError, match=r"epoch 1, step 1 of .*No checkpoint was written"):
+        train(_config(shapes, tmp_path / "run"), console=quiet)
+
+
+def test_an_existing_run_is_not_overwritten_and_resume_needs_a_run(shapes, tmp_path, quiet):
+    train(_config(shapes, tmp_path / "run", epochs=1), console=quiet)
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        train(_config(shapes, tmp_path / "run", epochs=1), console=quiet)
+    with pytest.raises(RunFolderError, match="nothing to resume"):
+        train(_config(shapes, tmp_path / "empty", epochs=1), resume=True, console=quiet)
+
+
+def test_resume_refuses_data_with_other_classes(shapes, tmp_path, quiet, shapes_writer):
+    train(_config(shapes, tmp_path / "run", epochs=1), console=quiet)
+    other = shapes_writer(tmp_path / "other", {"train": 4})
+    (other / "train" / "cross").rename(other / "train" / "plus")
+    with pytest.raises(DataError, match="do not match"):
+        train(_config(other, tmp_path / "run", epochs=2), resume=True, console=quiet)
+
+
+def test_missing_data_path_fails_before_training(tmp_path, quiet):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train(_config(tmp_path / "nowhere", tmp_path / "run"), console=quiet)
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_weights_that_overflow_on_an_epochs_last_step_are_never_checkpointed(shapes, tmp_path, monkeypatch, quiet):
+    real_step = torch.optim.SGD.step
+    steps_per_epoch, calls = 66 // 16, []
+
+    def step_overflowing(self, *args, **kwargs):
+        result = real_step(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2 * steps_per_epoch:  # the last step of epoch 2: its loss was still finite
+            self.param_groups[0]["params"][0].data.fill_(float("inf"))
+        return result
+
+    monkeypatch.setattr(torch.optim.SGD, "step", step_overflowing)
+    run = RunFolder(tmp_path / "run")
+    with pytest.raises(TrainingDivergedError,
+                       match=f"the weights became infinite or NaN at epoch 2, step {steps_per_epoch} of"):
+        train(_config(shapes, run.path, epochs=3, opt="sgd_nesterov"), console=quiet)
+    assert read_checkpoint_description(run.last)["epoch"] == 1
+    assert all(t.isfinite().all() for t in _tensors(run.last).values())
+
+
+def test_bf16_autocast_and_channels_last_reach_the_network(shapes, tmp_path, monkeypatch, quiet):
+    from convzoo.training import engine
+
+    seen, create_model = [], engine.create_model
+
+    def create_and_watch(*args, **kwargs):
+        network = create_model(*args, **kwargs)
+
+        def watch(module, inputs):
+            if module.training:
+                seen.append((inputs[0].is_contiguous(memory_format=torch.channels_last),
+                             torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        network.register_forward_pre_hook(watch)
+        return network
+
+    monkeypatch.setattr(engine, "create_model", create_and_watch)
+    result = train(_config(shapes, tmp_path / "run", epochs=1, model_args={}, amp=True, channels_last=True),
+                   console=quiet)
+    assert seen and all(entry == (True, True, torch.bfloat16) for entry in seen)
+    assert 0 <= result.test["top1_accuracy"] <= 100 and result.test["loss"] is not None
+
+
+def test_gradients_are_clipped_and_labels_smoothed(shapes, tmp_path, monkeypatch, quiet):
+    from convzoo.training import engine
+
+    norms, smoothing = [], []
+    clip = engine.nn.utils.clip_grad_norm_
+
+    def recording_clip(parameters, max_norm):
+        norms.append(max_norm)
+        return clip(parameters, max_norm)
+
+    real_loss = Classification.loss
+
+    def recording_loss(self, outputs, targets):
+        smoothing.append(self.label_smoothing)
+        return real_loss(self, outputs, targets)
+
+    monkeypatch.setattr(engine.nn.utils, "clip_grad_norm_", recording_clip)
+    monkeypatch.setattr(Classification, "loss", recording_loss)
+    train(_config(shapes, tmp_path / "run", epochs=1, clip_grad_norm=0.5, label_smoothing=0.2), console=quiet)
+    assert norms and set(norms) == {0.5}
+    assert smoothing and set(smoothing) == {0.2}
+
+
+def test_a_corrupt_image_is_named_before_training_or_skipped_and_counted(tmp_path, quiet, shapes_writer):
+    from convzoo.errors import CorruptImageError
+
+    data = shapes_writer(tmp_path / "data", {"train": 10, "test": 3})
+    broken = data / "train" / "hbar" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(CorruptImageError, match="broken.png"):
+        train(_config(data, tmp_path / "strict", epochs=1), console=quiet)
+    assert not (tmp_path / "strict" / "config.json").exists()
+
+    train(_config(data, tmp_path / "lenient", epochs=1, skip_bad=True), console=quiet)
+    config = json.loads((tmp_path / "lenient" / "config.json").read_text())
+    assert config["data"]["skipped"] == [str(broken)]
+    assert "skipped 1 unreadable images" in quiet.file.getvalue()
