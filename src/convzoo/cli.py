@@ -119,12 +119,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     table = Table(title=f"{len(rows)} models (operations: conv + linear, at each model's input size)",
                   title_justify="left")
     for column, justify in (("name", "left"), ("input", "left"), ("params", "right"), ("MACs", "right"),
-                            ("GMACs", "right"), ("top-1 accuracy (reported)", "right")):
+                            ("GMACs", "right"), ("top-1 accuracy", "right"), ("accuracy from", "left")):
         table.add_column(column, justify=justify)
     for row in rows:
         accuracy = "-" if row.top1_accuracy is None else f"{row.top1_accuracy:.2f}%"
+        source = "-" if row.top1_accuracy is None else (
+            "paper (ImageNet)" if row.trained_on is None else f"run, {row.trained_on} test")
         table.add_row(row.name, "x".join(map(str, row.input_size)), f"{row.params:,}", f"{row.macs:,}",
-                      f"{row.macs / 1e9:.3f}", accuracy)
+                      f"{row.macs / 1e9:.3f}", accuracy, source)
     _console().print(table)
     if args.out:
         left_off = complexity_chart(rows, args.out)
@@ -349,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_summary)
 
     p = commands.add_parser("compare", help="table and chart of reported accuracy against operations and parameters")
-    p.add_argument("names", nargs="+", metavar="NAME", help="model names or shell-style wildcards, e.g. 'resnet*'")
+    p.add_argument("names", nargs="+", metavar="NAME_OR_RUN",
+                   help="model names, shell-style wildcards (e.g. 'resnet*') or `convzoo train` run folders")
     p.add_argument("--out", default=None, metavar="chart.png", help="also draw the complexity chart to this file")
     p.set_defaults(run=_cmd_compare)
 
