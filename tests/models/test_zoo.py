@@ -1,6 +1,7 @@
-"""Checks every registered classification network against its card: exact parameter count, the smallest
-input it accepts (runs there, refused one pixel below, and one pixel below really would fail), output
-shapes at the default size, num_classes and in_chans."""
+"""Checks every registered network against its card: exact parameter count, the smallest input it accepts
+(runs there, refused one pixel below, and one pixel below really would fail), wrong channel counts refused,
+a complete card. For classifiers also: class scores at the default size, forward and backward at the smallest
+and (small networks) the default size. test_segmentation_zoo.py adds the segmentation networks' own checks."""
 import pytest
 import torch
 
@@ -8,6 +9,7 @@ import convzoo
 from convzoo.errors import InputSizeError
 from convzoo.registry import _entry
 
+ALL = convzoo.list_models()
 CLASSIFIERS = convzoo.list_models(task="classification")
 # Forward+backward on real tensors at the smallest size; the largest networks are marked slow.
 SLOW = {name for name in CLASSIFIERS if convzoo.model_card(name).params > 60_000_000}
@@ -21,7 +23,7 @@ def test_zoo_is_populated():
     assert len(CLASSIFIERS) >= 60
 
 
-@pytest.mark.parametrize("name", CLASSIFIERS)
+@pytest.mark.parametrize("name", ALL)
 def test_parameter_count_matches_card(name):
     card = convzoo.model_card(name)
     with torch.device("meta"):
@@ -38,14 +40,14 @@ def test_default_input_gives_class_scores(name):
     assert tuple(out.shape) == (2, card.num_classes)
 
 
-@pytest.mark.parametrize("name", CLASSIFIERS)
+@pytest.mark.parametrize("name", ALL)
 def test_smallest_input_is_tight(name):
     card = convzoo.model_card(name)
     c = card.input_size[0]
     h, w = card.min_input_size
     with torch.device("meta"):
         model = convzoo.create_model(name).eval()
-        assert model(torch.empty(1, c, h, w)).shape[-1] == card.num_classes
+        assert model(torch.empty(1, c, h, w)).shape[1] == card.num_classes
         if h > 1:
             with pytest.raises(InputSizeError, match=f"at least {h}x{w}"):
                 model(torch.empty(1, c, h - 1, w - 1))
@@ -73,7 +75,7 @@ def test_forward_backward_at_smallest_input(name):
     assert sum(g.abs().sum() for g in grads if g is not None) > 0
 
 
-@pytest.mark.parametrize("name", CLASSIFIERS)
+@pytest.mark.parametrize("name", ALL)
 def test_wrong_channel_count_is_named(name):
     card = convzoo.model_card(name)
     with torch.device("meta"):
@@ -83,11 +85,11 @@ def test_wrong_channel_count_is_named(name):
             model(torch.empty(1, wrong, *card.input_size[1:]))
 
 
-@pytest.mark.parametrize("name", CLASSIFIERS)
+@pytest.mark.parametrize("name", ALL)
 def test_card_is_complete(name):
     card = convzoo.model_card(name)
     assert card.paper.title and card.paper.authors and 1989 <= card.paper.year <= 2026
-    assert card.family and card.notes
+    assert card.family and card.notes and card.macs
     assert card.min_input_size[0] <= card.input_size[1]
 
 
