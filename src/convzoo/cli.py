@@ -136,6 +136,26 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    try:
+        out = export(args.source, format=args.format, out=args.out, input_size=args.input, check=args.check)
+    except ValueError as err:
+        if isinstance(err, ConvzooError):
+            raise
+        print(f"convzoo export: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.format} written to {out} (described in {out}.json)")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_from_args
+
+    return run_from_args(args)
+
+
 _RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out")
 
 
@@ -156,12 +176,29 @@ def _model_arg(text: str) -> tuple[str, object]:
         return key, value
 
 
+def _join_image_size(parts: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """--input-size 64, 64x48, or two numbers: 64 48 (height, width)."""
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2 and all(h == w for h, w in parts):
+        return parts[0][0], parts[1][0]
+    raise ValueError(f"--input-size takes 64, 64x48 or 64 48 (height width), got {len(parts)} sizes")
+
+
 def _training_settings(args: argparse.Namespace) -> dict:
     """The settings given on the command line (unset flags are absent, so a recipe's values stand)."""
     settings = {k: v for k, v in vars(args).items() if k not in ("command", "run", "model", "resume")}
     if "model_args" in settings:
         settings["model_args"] = dict(settings["model_args"])
+    if "input_size" in settings:
+        settings["input_size"] = _join_image_size(settings["input_size"])
     return settings
+
+
+def _default_recipe(model: str) -> str:
+    """quick for a classifier, segmentation for a segmentation network (quick's label smoothing and mirroring
+    are classification's)."""
+    return "segmentation" if model_card(model).task == "segmentation" else "quick"
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -183,7 +220,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise ValueError("name the network to train, e.g. `convzoo train lenet5 --data digits` "
                              "(`convzoo list` shows them), or continue a run with --resume DIR")
         else:
-            recipe = settings.pop("recipe", "quick")
+            recipe = settings.pop("recipe", None) or _default_recipe(args.model)
             config = make_config(args.model, recipe, **settings)
         train(config, resume=bool(args.resume), console=_console())
     except KeyboardInterrupt:
@@ -198,15 +235,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crf(args: argparse.Namespace):
+    from .layers.crf import DenseCRF
+
+    if not (args.crf or args.crf_params):
+        return None
+    try:
+        return DenseCRF(**dict(args.crf_params))
+    except TypeError as err:
+        raise ValueError(f"--crf-param: {err}; DenseCRF takes iterations, w_appearance, theta_alpha, theta_beta, "
+                         f"w_smooth, theta_gamma") from err
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .training import evaluate_checkpoints
 
-    results = evaluate_checkpoints(args.checkpoints, args.data, split=args.split, crops=args.crops,
-                                   batch_size=args.batch_size, device=args.device, skip_bad=args.skip_bad)
+    try:
+        results = evaluate_checkpoints(args.checkpoints, args.data, split=args.split, crops=args.crops,
+                                       batch_size=args.batch_size, device=args.device, skip_bad=args.skip_bad,
+                                       crf=_crf(args))
+    except ValueError as err:
+        if isinstance(err, ConvzooError):
+            raise
+        print(f"convzoo eval: error: {err}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps([{"checkpoint": r.name, **r.metrics} for r in results], indent=2))
         return 0
     first = results[0].metrics
+    if "miou" in first:
+        _print_segmentation_eval(args.data, results)
+        return 0
     table = Table(title=f"{args.data}, {first['split']} split, {first['images']} images, "
                         f"{'10 crops' if args.crops == 10 else 'centre crop'} (accuracy and error in %)",
                   title_justify="left")
@@ -221,12 +280,51 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_segmentation_eval(data: str, results) -> None:
+    first = results[0].metrics
+    table = Table(title=f"{data}, {first['split']} split, {first['images']} images, {first['pixels']:,} labelled "
+                        f"pixels{', dense CRF' if first['crf'] else ''} (fractions)", title_justify="left")
+    for column in ("checkpoint", "mIoU", "pixel acc", "mean Dice", "loss"):
+        table.add_column(column, justify="left" if column == "checkpoint" else "right")
+    for result in results:
+        m = result.metrics
+        name = f"ensemble of {m['members']} (mean softmax)" if result.name == "ensemble" else result.name
+        table.add_row(name, _fraction(m["miou"]), _fraction(m["pixel_accuracy"]), _fraction(m["mean_dice"]),
+                      f"{m['loss']:.4f}")
+    console = _console()
+    console.print(table)
+    per_class = Table(title="IoU per class (-: in neither masks nor prediction)",
+                      title_justify="left")
+    per_class.add_column("class")
+    for index in range(len(results)):
+        per_class.add_column("ensemble" if results[index].name == "ensemble" else f"#{index + 1}", justify="right")
+    for name in first["per_class_iou"]:
+        per_class.add_row(name, *(_fraction(r.metrics["per_class_iou"][name]) for r in results))
+    console.print(per_class)
+
+
+def _fraction(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .training import predict_images
 
-    predictions = predict_images(args.checkpoint, args.images, top=args.top, crops=args.crops, device=args.device)
+    try:
+        predictions = predict_images(args.checkpoint, args.images, top=args.top, crops=args.crops,
+                                     device=args.device, out=args.out, crf=_crf(args))
+    except ValueError as err:
+        if isinstance(err, ConvzooError):
+            raise
+        print(f"convzoo predict: error: {err}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(predictions, indent=2))
+        return 0
+    if predictions and "mask" in predictions[0]:
+        for prediction in predictions:
+            classes = ", ".join(f"{name} {fraction:.1%}" for name, fraction in prediction["class_fractions"].items())
+            print(f"{prediction['image']}: mask {prediction['mask']}, overlay {prediction['overlay']} ({classes})")
         return 0
     for prediction in predictions:
         table = Table(title=prediction["image"], title_justify="left")
@@ -251,17 +349,20 @@ def _add_training_commands(commands) -> None:
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run in DIR from its last finished epoch (same result as never stopping)")
     p.add_argument("--recipe", choices=list(RECIPES), default=unset,
-                   help="a paper's settings (see convzoo.training.RECIPES); default: quick")
+                   help="a paper's settings (see convzoo.training.RECIPES); default: quick, or segmentation for "
+                        "a segmentation network")
     p.add_argument("--out", "--output-dir", dest="out", metavar="DIR", default=unset,
                    help="run folder (default: runs/MODEL-DATA, numbered if it exists)")
     data = p.add_argument_group("data")
     data.add_argument("--data", default=unset,
-                      help="'digits' (embedded) or a folder: ImageFolder tree, MNIST/Fashion-MNIST IDX, CIFAR binary")
+                      help="'digits' or 'digits-seg' (embedded) or a folder: ImageFolder tree, MNIST/Fashion-MNIST "
+                           "IDX, CIFAR binary; for segmentation a VOC folder or images/ + masks/ folders")
     data.add_argument("--val-split", type=float, default=unset, metavar="F",
                       help="fraction of the training images held out for validation when the data has no val split")
     data.add_argument("--skip-bad", action="store_true", default=unset, help="skip unreadable images (and count them)")
-    data.add_argument("--input-size", type=_image_size, default=unset, metavar="HxW",
-                      help="train at this size instead of the model card's, e.g. 64 or 64x64")
+    data.add_argument("--input-size", type=_image_size, nargs="+", default=unset, metavar="HxW",
+                      help="train at this size instead of the model card's, e.g. 64, 64x48 or 64 48 "
+                           "(digits-seg canvases are 64x64)")
     data.add_argument("--border", type=int, default=unset, metavar="N",
                       help="black pixels around each image inside the input (default: 2 for LeNet-5, else 0)")
     data.add_argument("--random-crop-padding", type=int, default=unset, metavar="N", help="pad N pixels, crop back")
@@ -302,21 +403,31 @@ def _add_training_commands(commands) -> None:
 
     p = commands.add_parser("eval", help="evaluate checkpoints (and their ensemble) on a data set")
     p.add_argument("checkpoints", nargs="+", metavar="CKPT", help=".safetensors checkpoint or run folder (its best)")
-    p.add_argument("--data", required=True, help="'digits' or a data folder (see `convzoo train --help`)")
+    p.add_argument("--data", required=True, help="'digits', 'digits-seg' or a data folder (see `convzoo train --help`)")
     p.add_argument("--split", choices=("test", "val"), default=None, help="default: test when the data has one")
     p.add_argument("--crops", type=int, choices=(1, 10), default=1,
                    help="10: average the four corner and centre crops and their mirror images (AlexNet, ResNet)")
     p.add_argument("-b", "--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (and count them)")
+    p.add_argument("--crf", action="store_true",
+                   help="segmentation: refine each softmax with the dense CRF (layers/crf.py) before the argmax")
+    p.add_argument("--crf-param", dest="crf_params", type=_model_arg, action="append", default=[],
+                   metavar="KEY=VALUE", help="a DenseCRF setting (implies --crf), e.g. theta_alpha=6 w_smooth=0: "
+                                             "the defaults are the paper's, for photographs")
     p.add_argument("--json", action="store_true", help="print JSON (with per-class accuracy and confusion matrix)")
     p.set_defaults(run=_cmd_eval)
 
-    p = commands.add_parser("predict", help="the most probable classes of image files")
+    p = commands.add_parser("predict", help="the most probable classes of image files, or their masks")
     p.add_argument("checkpoint", metavar="CKPT", help=".safetensors checkpoint or run folder (its best)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top", type=int, default=5, metavar="K")
     p.add_argument("--crops", type=int, choices=(1, 10), default=1)
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="segmentation: write STEM_mask.png (VOC palette) and STEM_overlay.png here")
+    p.add_argument("--crf", action="store_true", help="segmentation: refine the softmax with the dense CRF")
+    p.add_argument("--crf-param", dest="crf_params", type=_model_arg, action="append", default=[],
+                   metavar="KEY=VALUE", help="a DenseCRF setting (implies --crf), e.g. theta_alpha=6")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(run=_cmd_predict)
@@ -355,6 +466,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model names, shell-style wildcards (e.g. 'resnet*') or `convzoo train` run folders")
     p.add_argument("--out", default=None, metavar="chart.png", help="also draw the complexity chart to this file")
     p.set_defaults(run=_cmd_compare)
+
+    p = commands.add_parser("export", help="write a network or checkpoint as ONNX, TorchScript or an ExportedProgram")
+    p.add_argument("source", metavar="CKPT_OR_NAME", help="checkpoint (.safetensors or run folder) or registered name")
+    p.add_argument("--format", choices=("onnx", "torchscript", "exported-program"), default="onnx")
+    p.add_argument("--out", required=True, metavar="FILE", help="the file to write (FILE.json describes it)")
+    p.add_argument("--input", type=_input_size, default=None, metavar="CxHxW",
+                   help="input size without the batch axis (default: the checkpoint's or the card's); "
+                        "the batch axis stays dynamic")
+    p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the written file at batch 1 and 3 and compare with PyTorch (ONNX: needs onnxruntime)")
+    p.set_defaults(run=_cmd_export)
+
+    from .bench import add_bench_arguments
+
+    p = commands.add_parser("bench", help="inference and training throughput against the machine's matmul peak")
+    add_bench_arguments(p)
+    p.set_defaults(run=_cmd_bench)
 
     _add_training_commands(commands)
     return parser

@@ -2,18 +2,19 @@
 
     from convzoo.training import make_config, train
     result = train(make_config("lenet5", data="digits", out="runs/lenet5-digits"))
-    result.test["top1_accuracy"]
+    result.test["top1_accuracy"]     # a segmentation network's: result.test["miou"], ["pixel_accuracy"]
 
     from convzoo.training import evaluate_checkpoints, load_checkpoint, predict_images
 """
 from .checkpoint import Checkpoint, RunFolder, load_checkpoint, read_checkpoint_description
 from .engine import TrainConfig, TrainResult, evaluate, train
-from .inference import EvalResult, evaluate_checkpoints, predict_images
+from .inference import EvalResult, evaluate_checkpoints, evaluate_segmentation, predict_images, predict_masks
 from .recipes import RECIPES, Recipe, get_recipe, make_config
-from .tasks import Classification, Task, build_task
+from .tasks import Classification, Segmentation, Task, build_task
 
 __all__ = [
-    "Checkpoint", "Classification", "EvalResult", "RECIPES", "Recipe", "RunFolder", "Task", "TrainConfig",
-    "TrainResult", "build_task", "evaluate", "evaluate_checkpoints", "get_recipe", "load_checkpoint",
-    "make_config", "predict_images", "read_checkpoint_description", "train",
+    "Checkpoint", "Classification", "EvalResult", "RECIPES", "Recipe", "RunFolder", "Segmentation", "Task",
+    "TrainConfig", "TrainResult", "build_task", "evaluate", "evaluate_checkpoints", "evaluate_segmentation",
+    "get_recipe", "load_checkpoint", "make_config", "predict_images", "predict_masks",
+    "read_checkpoint_description", "train",
 ]

@@ -2,7 +2,7 @@
 
     from convzoo.training import TrainConfig, train
     result = train(TrainConfig(model="lenet5", data="digits", out="runs/lenet5-digits"))
-    result.test["top1_accuracy"]
+    result.test["top1_accuracy"]      # a segmentation network's: result.test["miou"]
 
 A run is: resolve the settings, load the data, build the network, the optimizer and the schedule (or restore
 them from the run folder), then for each epoch train, validate, and checkpoint; at the end measure the best
@@ -36,7 +36,7 @@ from .checkpoint import RunFolder, describe_checkpoint, finite_or_none, save_che
 from .metrics import plot_confusion_matrix, plot_learning_curves
 from .optim import LRSchedule, build_optimizer
 from .progress import EpochProgress, epoch_line
-from .tasks import Task, build_task
+from .tasks import Task, build_task, check_data_for_task
 
 # LeNet-5 reads 28x28 digits centred in a 32x32 field (LeCun et al. 1998, section III-A): its default border.
 LENET_BORDER = 2
@@ -50,7 +50,7 @@ class TrainConfig:
     model: str
     data: str = "digits"
     recipe: str | None = None
-    task: str = "classification"
+    task: str | None = None                     # None: the model card's (classification or segmentation)
     # the data as the network sees it
     input_size: tuple[int, int] | None = None   # (H, W); None: the model card's
     border: int | None = None                   # black pixels around the image; None: 2 for LeNet-5, else 0
@@ -137,6 +137,9 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         card = model_card(config.model)
+        task_name = config.task or card.task
+        if task_name != card.task:
+            raise ValueError(f"{card.name} is a {card.task} network; it cannot be trained for {task_name}")
         height, width = config.input_size or card.input_size[1:]
         input_size = (card.input_size[0], int(height), int(width))
         border = config.border if config.border is not None else (LENET_BORDER if card.family == "lenet" else 0)
@@ -149,6 +152,7 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
         ctx.barrier()  # every process has looked at the folder before rank 0 writes into it
 
         # --- data
+        check_data_for_task(task_name, config.data, card.name)
         augment = Augment(
             random_crop_padding=config.random_crop_padding, hflip=config.hflip, pca_lighting=config.pca_lighting,
             random_resized_scale=None if config.scale_jitter is None else
@@ -178,7 +182,8 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
         _check_input_fits(network, card.name, input_size)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         network = network.to(ctx.device, memory_format=memory_format)
-        task = build_task(config.task, data.classes, config.label_smoothing)
+        task = build_task(task_name, data.classes, config.label_smoothing,
+                          aux_weight=getattr(network, "aux_weight", 0.0))
         optimizer = build_optimizer(network.parameters(), config.opt, config.lr, config.momentum,
                                     config.weight_decay)
         schedule = LRSchedule(optimizer, config.lr_scheduler, epochs=config.epochs,
@@ -202,7 +207,7 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
         data_description = data.describe()
         if ctx.is_main:
             run.write_config({"config": {**config.to_dict(), "out": str(run.path)},
-                              "resolved": {"input_size": list(input_size), "border": border,
+                              "resolved": {"task": task.name, "input_size": list(input_size), "border": border,
                                            "device": str(ctx.device), "processes": ctx.world_size,
                                            "global_batch_size": config.batch_size * ctx.world_size,
                                            "steps_per_epoch": len(train_loader)},
@@ -243,7 +248,7 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                             nn.utils.clip_grad_norm_(network.parameters(), config.clip_grad_norm)
                         optimizer.step()
                         meter.update(outputs, targets)
-                        progress.advance(len(images), loss_value, meter.top1_accuracy)
+                        progress.advance(len(images), loss_value, task.running_score(meter))
                 train_seconds += progress.seconds
                 if not all(bool(p.isfinite().all()) for p in network.parameters()):
                     # A finite loss whose last update overflowed: never checkpoint weights that are not numbers.
@@ -257,6 +262,8 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                 val_metrics = evaluate(network, val_loader, task, ctx=ctx, autocast=config.amp,
                                        channels_last=config.channels_last)
                 metric = val_metrics[task.primary_metric]
+                if metric is None:  # no class occurs in the split (an mIoU of nothing): the worst score
+                    metric = -math.inf if task.higher_is_better else math.inf
                 schedule.end_epoch(metric)
                 # Ties go to the later epoch: the same validation score after more training (and, under a
                 # decaying schedule, at a smaller learning rate).
@@ -264,7 +271,7 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                                                   else metric <= best_metric)
                 if is_best:
                     best_epoch, best_metric = epoch + 1, metric
-                history.append(_epoch_row(epoch, optimizer, train_metrics, val_metrics, progress, ctx))
+                history.append(_epoch_row(epoch, optimizer, task, train_metrics, val_metrics, progress, ctx))
 
                 if ctx.is_main:
                     description = describe_checkpoint(network.model_args, task.name, data_description, epoch + 1,
@@ -279,10 +286,12 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                         "train_seconds": train_seconds, "classes": list(data.classes),
                     })
                     run.write_metrics(history)
-                    console.print(epoch_line(history[-1], config.epochs, is_best), highlight=False, soft_wrap=True)
+                    console.print(epoch_line(history[-1], config.epochs, is_best, task.epoch_text(history[-1])),
+                                  highlight=False, soft_wrap=True)
         finally:
             if ctx.is_main and history:
-                plot_learning_curves(history, run.curves, title=f"{card.name} on {config.data}")
+                plot_learning_curves(history, run.curves, title=f"{card.name} on {config.data}",
+                                     metric=task.primary_metric, metric_label=task.curve_label)
 
         # --- the best checkpoint on the test split
         ctx.barrier()  # rank 0 has written best.safetensors
@@ -291,14 +300,13 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                                 channels_last=config.channels_last)
         results = {"model": card.name, "data": config.data, "split": test_split, "checkpoint": run.best.name,
                    "epoch": best_epoch, **{k: finite_or_none(v) for k, v in test_metrics.items()},
-                   "accuracy_unit": "percent", "train_seconds": round(train_seconds, 2)}
+                   "accuracy_unit": task.unit, "train_seconds": round(train_seconds, 2)}
         if ctx.is_main:
             run.write_results(results)
             plot_confusion_matrix(test_metrics["confusion_matrix"], task.classes, run.confusion,
                                   title=f"{card.name}, {test_split} split (epoch {best_epoch})")
-            console.print(f"{test_split}: top-1 accuracy {test_metrics['top1_accuracy']:.2f}%, top-5 "
-                          f"{test_metrics['top5_accuracy']:.2f}% ({test_metrics['images']} images, best epoch "
-                          f"{best_epoch}); results in {run.results}", highlight=False, soft_wrap=True)
+            console.print(f"{test_split}: {task.test_text(test_metrics)}, best epoch {best_epoch}; results in "
+                          f"{run.results}", highlight=False, soft_wrap=True)
         return TrainResult(out=run.path, history=history, best_epoch=best_epoch, test=results)
     finally:
         distributed.teardown(ctx)
@@ -351,11 +359,11 @@ def _check_input_fits(network: nn.Module, name: str, input_size: tuple[int, int,
                              f"{input_size[1]}x{input_size[2]} is smaller")
 
 
-def _epoch_row(epoch: int, optimizer: torch.optim.Optimizer, train_metrics: dict, val_metrics: dict,
+def _epoch_row(epoch: int, optimizer: torch.optim.Optimizer, task: Task, train_metrics: dict, val_metrics: dict,
                progress: EpochProgress, ctx: distributed.Distributed) -> dict:
     row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
     for split, metrics in (("train", train_metrics), ("val", val_metrics)):
-        for key in ("loss", "top1_accuracy", "top5_accuracy", "top1_error", "top5_error"):
+        for key in ("loss", *task.row_metrics):
             row[f"{split}_{key}"] = metrics[key]
     row["images_per_second"] = progress.images_per_second * ctx.world_size
     row["epoch_seconds"] = progress.seconds

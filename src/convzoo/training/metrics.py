@@ -123,16 +123,20 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], class_names: Seque
     return _save_figure(fig, path)
 
 
-def plot_learning_curves(history: Sequence[dict], path: str | Path, title: str = "") -> Path:
-    """Loss and top-1 accuracy of the training and validation splits against the epoch, to a PNG."""
+def plot_learning_curves(history: Sequence[dict], path: str | Path, title: str = "",
+                         metric: str = "top1_accuracy", metric_label: str = "top-1 accuracy (%)") -> Path:
+    """Loss and `metric` (a task's primary metric) of the training and validation splits against the epoch,
+    to a PNG."""
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for split, style in (("train", "-o"), ("val", "-s")):
         loss_ax.plot(epochs, [row[f"{split}_loss"] for row in history], style, label=split, markersize=3)
-        acc_ax.plot(epochs, [row[f"{split}_top1_accuracy"] for row in history], style, label=split, markersize=3)
+        # A metric no class defined (None: mIoU of an empty split) is a gap in the curve.
+        values = [float("nan") if row[f"{split}_{metric}"] is None else row[f"{split}_{metric}"] for row in history]
+        acc_ax.plot(epochs, values, style, label=split, markersize=3)
     loss_ax.set_ylabel("cross-entropy loss")
-    acc_ax.set_ylabel("top-1 accuracy (%)")
+    acc_ax.set_ylabel(metric_label)
     for ax in (loss_ax, acc_ax):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -1,5 +1,6 @@
-"""What a training run shows while it runs: a progress bar with the loss, the accuracy, images per second and
-the time left when the output is a terminal; one plain line per epoch always (what a CI log keeps)."""
+"""What a training run shows while it runs: a progress bar with the loss, the task's running score (top-1
+accuracy, mean IoU), images per second and the time left when the output is a terminal; one plain line per
+epoch always (what a CI log keeps)."""
 from __future__ import annotations
 
 import time
@@ -27,18 +28,19 @@ class EpochProgress:
         if self.enabled:
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[accuracy]:.2f}%  "
+                TextColumn("loss {task.fields[loss]:.4f}  {task.fields[score]}  "
                            "{task.fields[rate]:.0f} img/s"),
                 TimeRemainingColumn(), console=self.console, transient=True)
             self._progress.start()
             self._task = self._progress.add_task(self._description, total=self.steps, loss=0.0,
-                                                 accuracy=0.0, rate=0.0)
+                                                 score="", rate=0.0)
         return self
 
-    def advance(self, images: int, loss: float, accuracy: float) -> None:
+    def advance(self, images: int, loss: float, score: str) -> None:
+        """One step done: its images, its loss and the task's running score as text (e.g. "acc 97.50%")."""
         self.images += images
         if self._progress is not None:
-            self._progress.update(self._task, advance=1, loss=loss, accuracy=accuracy, rate=self.images_per_second)
+            self._progress.update(self._task, advance=1, loss=loss, score=score, rate=self.images_per_second)
 
     @property
     def seconds(self) -> float:
@@ -53,11 +55,8 @@ class EpochProgress:
             self._progress.stop()
 
 
-def epoch_line(row: dict, epochs: int, is_best: bool) -> str:
-    """The one-line summary of an epoch."""
-    return (f"epoch {row['epoch']}/{epochs}  "
-            f"train loss {row['train_loss']:.4f} acc {row['train_top1_accuracy']:.2f}%  "
-            f"val loss {row['val_loss']:.4f} acc {row['val_top1_accuracy']:.2f}% "
-            f"top-5 {row['val_top5_accuracy']:.2f}%  "
+def epoch_line(row: dict, epochs: int, is_best: bool, metrics_text: str) -> str:
+    """The one-line summary of an epoch; `metrics_text` is the task's account of its losses and metrics."""
+    return (f"epoch {row['epoch']}/{epochs}  {metrics_text}  "
             f"lr {row['lr']:.3g}  {row['images_per_second']:.0f} img/s  {row['epoch_seconds']:.1f} s"
             + ("  *best" if is_best else ""))

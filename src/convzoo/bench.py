@@ -1,0 +1,344 @@
+"""How fast the networks run on this machine, against the machine's own limit.
+
+    convzoo bench --models resnet50 --batch-sizes 8 --input-sizes 224
+    python -m convzoo.bench --models resnet18,mobilenet_v2 --backends eager --json bench.json
+
+For each network, batch size and input size, and each way of running it:
+- inference: plain eval mode in NCHW and in channels_last, and the inference path
+  (`optimize_for_inference`: batch norms folded, channels_last), each eager and under torch.compile;
+- training: a forward, backward and SGD step, in NCHW and in channels_last, eager and compiled;
+the throughput in images/s is the batch size over the median time of `--repeats` timed runs, after `--warmup`
+untimed runs (the first of which compiles, for torch.compile; that time is reported apart).
+
+The limit: the float32 matrix-multiply rate of this machine, measured in the same run (the best of square
+products of 1024, 2048 and 4096, at the start and again at the end; the higher figure counts). A network's
+achieved rate is its multiply-accumulates (convolutions and linear layers, `convzoo.summary(...,
+convention="conv_linear")`; x3 for a training step: the forward, and the backward's products for the inputs'
+and the weights' gradients) per second, and `of_peak` is that over the matmul rate.
+
+Peak memory is the process's resident set high-water mark during the timed runs (Linux: reset before each
+configuration through /proc/self/clear_refs), and `extra_mb` what it rose above the resident size before them.
+The load average at the start and the end is recorded: on a machine shared with other work the figures are
+only as good as the load allows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+MODES = ("inference", "training")
+LAYOUTS = ("nchw", "channels_last")
+BACKENDS = ("eager", "compile")
+MATMUL_SIZES = (1024, 2048, 4096)
+_TRAINING_MACS_FACTOR = 3
+
+
+@dataclass
+class BenchRow:
+    model: str
+    mode: str          # inference | training
+    path: str          # plain | optimized (optimize_for_inference)
+    layout: str        # nchw | channels_last
+    backend: str       # eager | compile
+    batch: int
+    input_size: int
+    images_per_s: float
+    ms_per_batch: float
+    gmacs_per_s: float
+    of_peak: float
+    peak_rss_mb: float
+    extra_mb: float
+    compile_s: float | None
+    speedup: float | None = None  # over the same mode's eager NCHW plain run at the same batch and input size
+
+
+def _median_seconds(step: Callable[[], object], repeats: int) -> float:
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def matmul_peak(sizes: Sequence[int] = MATMUL_SIZES, repeats: int = 5) -> dict[str, float]:
+    """The float32 matrix-multiply rate, GMAC/s, of square products of each size (median of `repeats` each)."""
+    rates = {}
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)
+        seconds = _median_seconds(lambda: torch.mm(a, b), repeats)
+        rates[str(n)] = n ** 3 / seconds / 1e9
+    return rates
+
+
+def _rss_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float:
+    peak = _rss_mb("VmHWM")
+    if peak is not None:
+        return peak
+    import resource
+
+    scale = 1024 if sys.platform != "darwin" else 1024 * 1024  # ru_maxrss: KiB on Linux, bytes on macOS
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def _macs_per_image(name: str, input_size: int) -> int:
+    from .analysis import summary
+    from .registry import model_card
+
+    channels = model_card(name).input_size[0]
+    return summary(name, input_size=(channels, input_size, input_size), convention="conv_linear").total_macs
+
+
+def _build(name: str, mode: str, path: str, layout: str, backend: str) -> nn.Module:
+    from .deploy import optimize_for_inference
+    from .registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name)
+    if path == "optimized":
+        return optimize_for_inference(model, compile=backend == "compile")
+    model.train(mode == "training")
+    if layout == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if backend == "compile" else model
+
+
+def _step(model: nn.Module, mode: str, images: torch.Tensor, labels: torch.Tensor) -> Callable[[], object]:
+    if mode == "inference":
+        def infer() -> object:
+            with torch.inference_mode():
+                return model(images)
+        return infer
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def train_step() -> object:
+        optimizer.zero_grad(set_to_none=True)
+        output = model(images)
+        if output.dim() == 4:  # segmentation: a label per pixel
+            output = output.mean(dim=(2, 3))
+        loss = nn.functional.cross_entropy(output, labels)
+        loss.backward()
+        optimizer.step()
+        return loss
+    return train_step
+
+
+def bench_one(name: str, mode: str, path: str, layout: str, backend: str, batch: int, input_size: int,
+              macs_per_image: int, peak_gmacs: float, warmup: int, repeats: int) -> BenchRow:
+    """Time one configuration (see the module docstring)."""
+    from .registry import model_card
+
+    model = _build(name, mode, path, layout, backend)
+    card = model_card(name)
+    images = torch.randn(batch, card.input_size[0], input_size, input_size)
+    if layout == "channels_last":
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, card.num_classes, (batch,))
+    step = _step(model, mode, images, labels)
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    for _ in range(warmup - 1):
+        step()
+    rss_before = _rss_mb("VmRSS") or 0.0
+    _reset_peak_rss()
+    seconds = _median_seconds(step, repeats)
+    peak = _peak_rss_mb()
+    if backend == "compile":
+        torch._dynamo.reset()  # drop the compiled graphs, which keep this configuration's model alive
+    macs = macs_per_image * batch * (_TRAINING_MACS_FACTOR if mode == "training" else 1)
+    return BenchRow(
+        model=name, mode=mode, path=path, layout=layout, backend=backend, batch=batch, input_size=input_size,
+        images_per_s=batch / seconds, ms_per_batch=seconds * 1e3, gmacs_per_s=macs / seconds / 1e9,
+        of_peak=macs / seconds / 1e9 / peak_gmacs, peak_rss_mb=peak, extra_mb=max(0.0, peak - rss_before),
+        compile_s=first if backend == "compile" else None,
+    )
+
+
+def _configurations(modes: Sequence[str], layouts: Sequence[str], backends: Sequence[str],
+                    optimized: bool) -> list[tuple[str, str, str, str]]:
+    configs = []
+    for mode in modes:
+        for backend in backends:
+            configs += [(mode, "plain", layout, backend) for layout in layouts]
+            if mode == "inference" and optimized:
+                configs.append((mode, "optimized", "channels_last", backend))
+    return configs
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def run_benchmark(models: Sequence[str], batch_sizes: Sequence[int], input_sizes: Sequence[int | None],
+                  modes: Sequence[str] = MODES, layouts: Sequence[str] = LAYOUTS,
+                  backends: Sequence[str] = BACKENDS, optimized: bool = True, warmup: int = 3, repeats: int = 10,
+                  matmul_sizes: Sequence[int] = MATMUL_SIZES, progress: Callable[[str], None] | None = None) -> dict:
+    """Run every configuration; returns {"machine", "matmul_gmacs", "peak_gmacs", "load_average", "rows"}.
+    An input size of None means the card's."""
+    from .registry import model_card
+
+    if warmup < 1 or repeats < 1:
+        raise ValueError("warmup and repeats must be at least 1")
+    say = progress or (lambda message: None)
+    load_start = _load()
+    say(f"measuring the float32 matmul rate ({torch.get_num_threads()} threads)")
+    matmul_start = matmul_peak(matmul_sizes)
+    peak = max(matmul_start.values())
+    rows: list[BenchRow] = []
+    for name in models:
+        card = model_card(name)
+        for input_size in input_sizes:
+            size = input_size or card.input_size[1]
+            macs = _macs_per_image(name, size)
+            for batch in batch_sizes:
+                for mode, path, layout, backend in _configurations(modes, layouts, backends, optimized):
+                    say(f"{name} {mode} {path} {layout} {backend} batch {batch} at {size}x{size}")
+                    rows.append(bench_one(name, mode, path, layout, backend, batch, size, macs, peak, warmup,
+                                          repeats))
+    matmul_end = matmul_peak(matmul_sizes)
+    final_peak = max(peak, *matmul_end.values())
+    for row in rows:
+        row.of_peak = row.gmacs_per_s / final_peak
+        base = next((r for r in rows if (r.model, r.mode, r.batch, r.input_size) == (row.model, row.mode, row.batch,
+                     row.input_size) and (r.path, r.layout, r.backend) == ("plain", "nchw", "eager")), None)
+        row.speedup = row.images_per_s / base.images_per_s if base else None
+    return {
+        "machine": {"cpu": _cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "python": platform.python_version()},
+        "matmul_gmacs": {"start": matmul_start, "end": matmul_end},
+        "peak_gmacs": final_peak,
+        "load_average": {"start": load_start, "end": _load()},
+        "rows": [asdict(row) for row in rows],
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def to_markdown(result: dict) -> str:
+    """The rows as a markdown table, headed by the machine, its matmul peak and the load average."""
+    machine, load = result["machine"], result["load_average"]
+    lines = [
+        f"{machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}; float32 matmul peak "
+        f"{result['peak_gmacs']:.1f} GMAC/s; load average (1, 5, 15 min) {load['start']} at the start, "
+        f"{load['end']} at the end.",
+        "",
+        "| model | mode | path | layout | backend | batch | input | images/s | ms/batch | GMAC/s | of peak "
+        "| x eager NCHW | peak RSS MB | +MB | compile s |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        speedup = "-" if r["speedup"] is None else f"{r['speedup']:.2f}"
+        compile_s = "-" if r["compile_s"] is None else f"{r['compile_s']:.1f}"
+        lines.append(
+            f"| {r['model']} | {r['mode']} | {r['path']} | {r['layout']} | {r['backend']} | {r['batch']} "
+            f"| {r['input_size']} | {r['images_per_s']:.1f} | {r['ms_per_batch']:.1f} | {r['gmacs_per_s']:.1f} "
+            f"| {r['of_peak']:.2f} | {speedup} | {r['peak_rss_mb']:.0f} | {r['extra_mb']:.0f} | {compile_s} |")
+    return "\n".join(lines) + "\n"
+
+
+def _list(kind: Callable[[str], object], choices: Sequence[str] | None = None) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        values = [kind(part) for part in text.split(",") if part]
+        bad = [v for v in values if choices is not None and v not in choices]
+        if not values or bad:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list{' of ' + ', '.join(choices) if choices else ''}, got {text!r}")
+        return values
+    return parse
+
+
+def _size(text: str) -> int | None:
+    return None if text == "card" else int(text)
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", type=_list(str), default=["resnet50"], metavar="NAME,...")
+    parser.add_argument("--batch-sizes", type=_list(int), default=[8], metavar="N,...")
+    parser.add_argument("--input-sizes", type=_list(_size), default=[None], metavar="PX,...",
+                        help="square input sizes; 'card' for the card's (default)")
+    parser.add_argument("--modes", type=_list(str, MODES), default=list(MODES), metavar="MODE,...",
+                        help="inference, training (default both)")
+    parser.add_argument("--layouts", type=_list(str, LAYOUTS), default=list(LAYOUTS), metavar="LAYOUT,...",
+                        help="nchw, channels_last (default both)")
+    parser.add_argument("--backends", type=_list(str, BACKENDS), default=list(BACKENDS), metavar="BACKEND,...",
+                        help="eager, compile (default both; compiling takes tens of seconds a configuration)")
+    parser.add_argument("--optimized", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the inference path, optimize_for_inference (default: yes)")
+    parser.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed runs first (default 3)")
+    parser.add_argument("--repeats", type=int, default=10, metavar="N", help="timed runs; the median counts")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's)")
+    parser.add_argument("--matmul-sizes", type=_list(int), default=list(MATMUL_SIZES), metavar="N,...",
+                        help="square matmul sizes whose best rate is the peak (default 1024,2048,4096)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--markdown", default=None, metavar="FILE", help="also write the table as markdown")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    result = run_benchmark(args.models, args.batch_sizes, args.input_sizes, modes=args.modes, layouts=args.layouts,
+                           backends=args.backends, optimized=args.optimized, warmup=args.warmup,
+                           repeats=args.repeats, matmul_sizes=args.matmul_sizes,
+                           progress=lambda message: print(message, file=sys.stderr))
+    table = to_markdown(result)
+    print(table, end="")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m convzoo.bench", description=__doc__.splitlines()[0])
+    add_bench_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The fast inference path: a copy of a network with every batch norm that directly follows a convolution
+folded into that convolution, in eval mode, in channels_last layout, optionally compiled.
+
+    fast = convzoo.optimize_for_inference(model)             # the user's model is left as it was
+    report = fold_batch_norms(model)                         # in place; report.folded, report.left
+
+Folding: in eval mode a batch norm is the per-channel affine map y = (x - mean) * s + beta with
+s = gamma / sqrt(var + eps). When x is a convolution's output (and nothing else reads it), the map moves into
+the convolution: W' = W * s (per output channel, whatever the groups), b' = (b - mean) * s + beta (b = 0 for a
+convolution without bias); the batch norm becomes an identity.
+
+Which batch norm follows which convolution is read from the forward itself, not guessed from names (a
+pre-activation block also has conv1 and bn1, but there bn1 runs *before* conv1): torch.fx traces each
+module's forward. A module whose own forward fx cannot trace (shape-dependent control flow, a loop over a
+tensor) is treated as an opaque leaf by its parent's trace and analysed on its own; if it is an
+nn.Sequential, its order of children is its forward, so consecutive (conv, batch norm) children pair up.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import fx, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_BN_FOR_CONV = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d}
+
+
+@dataclass
+class FoldReport:
+    """What fold_batch_norms did: (conv, batch norm) module names folded, and batch norms left as they were."""
+
+    folded: list[tuple[str, str]] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.left
+
+
+class _LeafTracer(fx.Tracer):
+    """fx's tracer, with extra modules (those whose forward fx cannot trace) kept as opaque calls."""
+
+    def __init__(self, opaque: set[int]):
+        super().__init__()
+        self.opaque = opaque
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return id(module) in self.opaque or super().is_leaf_module(module, qualified_name)
+
+
+def _trace(module: nn.Module, opaque: set[int]) -> fx.Graph | None:
+    try:
+        return _LeafTracer(opaque).trace(module)
+    except Exception:  # fx raises TraceError, TypeError, AttributeError, ... on forwards it cannot follow
+        return None
+
+
+def _pairs_in_graph(graph: fx.Graph, module: nn.Module) -> list[tuple[str, str]]:
+    """(conv, bn) names, relative to `module`, where the batch norm's only input is the convolution's output,
+    that output feeds nothing else, and each module is called once in this forward."""
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(module.get_submodule(node.target), _BatchNorm):
+            continue
+        if len(node.args) != 1 or node.kwargs or not isinstance(node.args[0], fx.Node):
+            continue
+        source = node.args[0]
+        if (source.op == "call_module" and isinstance(module.get_submodule(source.target), _CONV_TYPES)
+                and len(source.users) == 1 and calls[source.target] == 1 and calls[node.target] == 1):
+            pairs.append((source.target, node.target))
+    return pairs
+
+
+def _pairs_in_sequential(sequential: nn.Sequential) -> list[tuple[str, str]]:
+    names = list(sequential._modules)
+    return [(a, b) for a, b in zip(names, names[1:])
+            if isinstance(sequential._modules[a], _CONV_TYPES) and isinstance(sequential._modules[b], _BatchNorm)]
+
+
+def _find_pairs(module: nn.Module, prefix: str, opaque: set[int], pairs: set[tuple[str, str]]) -> None:
+    """Add to `pairs` the (conv, bn) full names that follow each other in `module`'s forward; add to `opaque`
+    the modules (this one included) whose forward fx cannot trace."""
+    graph = _trace(module, opaque)
+    if graph is None:
+        # Perhaps only a descendant is untraceable: analyse the children alone, then try again with the
+        # untraceable ones as leaves.
+        for name, child in module.named_children():
+            _find_pairs(child, f"{prefix}{name}.", opaque, pairs)
+        graph = _trace(module, opaque)
+    if graph is None:
+        opaque.add(id(module))
+        if isinstance(module, nn.Sequential):
+            pairs.update((prefix + a, prefix + b) for a, b in _pairs_in_sequential(module))
+        return
+    pairs.update((prefix + a, prefix + b) for a, b in _pairs_in_graph(graph, module))
+
+
+def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
+    return (isinstance(conv, _CONV_TYPES) and type(bn) is _BN_FOR_CONV[type(conv)]
+            and bn.track_running_stats and bn.running_mean is not None and bn.num_features == conv.out_channels)
+
+
+@torch.no_grad()
+def fold_conv_bn(conv: nn.Module, bn: nn.Module) -> None:
+    """Fold an eval-mode batch norm into the convolution before it, in place (the batch norm is left as it
+    was; replace it by an identity)."""
+    scale = bn.running_var.add(bn.eps).rsqrt()
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    weight_shape = (-1,) + (1,) * (conv.weight.dim() - 1)
+    conv.weight.mul_(scale.reshape(weight_shape).to(conv.weight.dtype))
+    conv.bias = nn.Parameter(shift.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)
+
+
+def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, attribute = name.rpartition(".")
+    setattr(root.get_submodule(parent_name) if parent_name else root, attribute, module)
+
+
+def fold_batch_norms(model: nn.Module) -> FoldReport:
+    """Fold, in place, every batch norm that directly follows a convolution in `model`'s forward (see the
+    module docstring); the folded batch norms become nn.Identity. For inference only: the model is put in
+    eval mode, and the folded network no longer normalises with batch statistics if trained again."""
+    model.eval()
+    pairs: set[tuple[str, str]] = set()
+    _find_pairs(model, "", set(), pairs)
+    # A module registered under two names (shared weights) could be called elsewhere too: never fold it.
+    counts: dict[int, int] = {}
+    for _, module in model.named_modules(remove_duplicate=False):
+        counts[id(module)] = counts.get(id(module), 0) + 1
+    modules = dict(model.named_modules())
+    report = FoldReport()
+    for conv_name, bn_name in sorted(pairs):
+        conv, bn = modules[conv_name], modules[bn_name]
+        if counts[id(conv)] == 1 and counts[id(bn)] == 1 and _foldable(conv, bn):
+            fold_conv_bn(conv, bn)
+            _set_submodule(model, bn_name, nn.Identity())
+            report.folded.append((conv_name, bn_name))
+    report.left = [name for name, module in model.named_modules() if isinstance(module, _BatchNorm)]
+    return report
+
+
+def _to_channels_last(module: nn.Module, args: tuple) -> tuple | None:
+    if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
+        return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+    return None
+
+
+def optimize_for_inference(model: nn.Module, compile: bool = False, channels_last: bool = True) -> nn.Module:
+    """A copy of `model` for fast inference (the model itself is not changed): batch norms folded into the
+    convolutions before them, eval mode, gradients off, weights and inputs in channels_last layout (4-D
+    inputs are converted on the way in; outputs equal the original's up to float rounding), and with
+    compile=True wrapped in torch.compile (the first call compiles, which takes a while).
+
+    `fast.fold_report` says which batch norms were folded and which were left (e.g. a pre-activation
+    network's, which run before their convolution)."""
+    fast = copy.deepcopy(model)
+    report = fold_batch_norms(fast)
+    fast.requires_grad_(False)
+    if channels_last:
+        fast = fast.to(memory_format=torch.channels_last)
+        # Before the input guard and every other pre-hook: they read shapes only, which the layout keeps.
+        fast.register_forward_pre_hook(_to_channels_last, prepend=True)
+    fast.fold_report = report
+    if compile:
+        compiled = torch.compile(fast)
+        compiled.fold_report = report
+        return compiled
+    return fast

@@ -1,0 +1,259 @@
+"""Export a network so it runs without convzoo: ONNX, TorchScript, or a torch.export ExportedProgram.
+
+    convzoo.export("resnet18", format="onnx", out="resnet18.onnx")                 # a registered name
+    convzoo.export("runs/lenet5-digits/best.safetensors", out="lenet5.onnx")      # a checkpoint (or its folder)
+    convzoo.export(model, format="torchscript", out="model.ts", input_size=(3, 64, 64))
+
+Every format takes any batch size (a dynamic first axis); the other input axes are fixed at `input_size`.
+Beside the file, FILE.json says what it holds: the network, its input (size, and for a checkpoint the class
+names and the normalisation the images need), the input and output names, and the exporter used.
+
+Every file is checked before it is kept: run at batch 1 and 3 (ONNX in onnxruntime, where installed) and
+compared with PyTorch. ONNX goes through PyTorch's TorchScript-based exporter first, which is several times
+faster than the torch.export-based one; where it fails, or writes a graph that computes something else (it
+traces shape arithmetic done in place as constants, as in U-Net's padding), the torch.export-based exporter
+(needs the onnxscript package) gets its turn. The TorchScript-based
+exporter takes adaptive average pooling only where the output size divides the input size; since the exported
+input size is fixed, every adaptive pool (but a global one) is exported as what it is at that size: a fixed
+linear map along each axis, two matrix products (VGG, AlexNet and ZFNet at small inputs, PSPNet's pyramid).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .errors import ConvzooError
+from .io import atomic_write_text
+
+
+class ExportError(ConvzooError, ValueError):
+    """A network that no exporter writes correctly in the asked format; the message says what each one did."""
+
+
+FORMATS = ("onnx", "torchscript", "exported-program")
+INPUT_NAME = "images"
+OUTPUT_NAME = "logits"
+# The example batch used to trace: not 1, so no exporter specialises the batch axis to a constant.
+_EXAMPLE_BATCH = 2
+_CHECK_BATCHES = (1, 3)
+# A wrong graph is off by a large fraction of the output; float32 rounding in a deep network by ~1e-4.
+CHECK_TOLERANCE = 1e-3
+
+
+def _source_model(source: nn.Module | str | Path, model_kwargs: dict[str, Any]) -> tuple[nn.Module, dict]:
+    """The network to export, and what to say about it in the sidecar JSON."""
+    if isinstance(source, nn.Module):
+        if model_kwargs:
+            raise ValueError("model arguments apply to a registered name, not to a model already built")
+        model = getattr(source, "_orig_mod", source)  # torch.compile's wrapper holds the module
+        return model, {"model": getattr(model, "model_args", {"class": type(model).__name__})}
+    path = Path(source)
+    if path.is_dir() or path.suffix == ".safetensors" or path.exists():
+        if model_kwargs:
+            raise ValueError("model arguments apply to a registered name; a checkpoint names its own network")
+        from .training.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(path)
+        described = {key: checkpoint.description[key] for key in ("model", "task", "classes", "input_size", "mean",
+                                                                  "std", "border") if key in checkpoint.description}
+        return checkpoint.model, {"checkpoint": str(checkpoint.path), **described}
+    from .registry import create_model
+
+    model = create_model(str(source), **model_kwargs)
+    return model, {"model": model.model_args}
+
+
+def _input_size(model: nn.Module, described: dict, input_size: tuple[int, ...] | None) -> tuple[int, int, int]:
+    if input_size is None:
+        input_size = described.get("input_size")
+    if input_size is None:
+        card = getattr(model, "card", None)
+        if card is None:
+            raise ValueError("give input_size=(C, H, W): the model has no card to take its input size from")
+        input_size = card.input_size
+    input_size = tuple(int(v) for v in input_size)
+    if len(input_size) != 3 or min(input_size) < 1:
+        raise ValueError(f"input_size is (channels, height, width) without the batch axis, got {input_size}")
+    return input_size
+
+
+class AdaptiveAvgPoolAsMatrices(nn.Module):
+    """Adaptive average pooling of one input size: output = rows @ x @ cols, where row i of `rows` averages the
+    input rows floor(i*H/h) .. ceil((i+1)*H/h) - 1 (and `cols` the same for columns)."""
+
+    def __init__(self, in_size: tuple[int, int], out_size: tuple[int, int]):
+        super().__init__()
+        self.register_buffer("rows", _averaging_matrix(in_size[0], out_size[0]))
+        self.register_buffer("cols", _averaging_matrix(in_size[1], out_size[1]).T.contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rows @ x @ self.cols
+
+
+def _averaging_matrix(in_size: int, out_size: int) -> torch.Tensor:
+    matrix = torch.zeros(out_size, in_size)
+    for i in range(out_size):
+        start, end = (i * in_size) // out_size, -(-((i + 1) * in_size) // out_size)
+        matrix[i, start:end] = 1.0 / (end - start)
+    return matrix
+
+
+def _fix_adaptive_pools(model: nn.Module, example: torch.Tensor) -> None:
+    """Replace, in place, every adaptive average pool that is not global by its matrices at the sizes it sees
+    for `example` (an identity where it keeps the size)."""
+    seen: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.AdaptiveAvgPool2d):
+            def record(module, args, output, name=name):
+                seen[name] = (tuple(args[0].shape[-2:]), tuple(output.shape[-2:]))
+            hooks.append(module.register_forward_hook(record))
+    if not hooks:
+        return
+    try:
+        model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for name, (in_size, out_size) in seen.items():
+        if out_size == (1, 1):
+            continue  # a global pool exports as GlobalAveragePool
+        replacement = nn.Identity() if in_size == out_size else AdaptiveAvgPoolAsMatrices(in_size, out_size)
+        parent_name, _, attribute = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, attribute, replacement)
+
+
+def _export_onnx_torchscript(model: nn.Module, example: torch.Tensor, out: Path) -> None:
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter is deprecated in favour of the torch.export-based one, but it is several
+        # times faster; its graph is checked against PyTorch before it is kept.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*[Cc]onstant folding.*")
+        torch.onnx.export(model, (example,), str(out), dynamo=False, input_names=[INPUT_NAME],
+                          output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+
+
+def _export_onnx_dynamo(model: nn.Module, example: torch.Tensor, out: Path) -> None:
+    program = torch.onnx.export(model, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    program.save(str(out), external_data=False)
+
+
+def _run_exported(format: str, out: Path) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A function running the exported file, or None where it cannot run here (onnxruntime not installed)."""
+    if format == "torchscript":
+        return torch.jit.load(str(out))
+    if format == "exported-program":
+        return torch.export.load(str(out)).module()
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    return lambda images: torch.from_numpy(session.run(None, {INPUT_NAME: images.numpy()})[0])
+
+
+def _difference(model: nn.Module, format: str, out: Path, size: tuple[int, int, int]) -> float | None:
+    """The largest difference between the exported file's outputs and the model's, over the largest magnitude
+    of the model's, at batch 1 and 3 (the batch axis must be dynamic); infinite for outputs of another shape.
+    None where the file cannot be run here."""
+    run = _run_exported(format, out)
+    if run is None:
+        return None
+    worst = 0.0
+    for batch in _CHECK_BATCHES:
+        images = torch.randn(batch, *size)
+        try:
+            got = run(images)
+        except Exception:  # an exported graph that cannot run at this batch size
+            return math.inf
+        expected = model(images)
+        if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+            return math.inf
+        scale = expected.abs().max().item()
+        if not math.isfinite(scale) or scale == 0:
+            continue  # nothing to compare values against (an untrained network can overflow or output zeros)
+        worst = max(worst, ((got - expected).abs().max() / scale).item())
+    return worst
+
+
+def _export_checked(model: nn.Module, format: str, example: torch.Tensor, out: Path, check: bool) -> dict:
+    """Write the file; with `check`, run it and compare with the model (for ONNX, the torch.export-based
+    exporter gets a second chance where the TorchScript-based one fails or writes a graph that computes
+    something else). Returns what the sidecar says about how the file was made and checked."""
+    size = tuple(example.shape[1:])
+    attempts: list[tuple[str, Callable[[], None]]]
+    if format == "onnx":
+        attempts = [("torchscript", lambda: _export_onnx_torchscript(model, example, out)),
+                    ("dynamo", lambda: _export_onnx_dynamo(model, example, out))]
+    elif format == "torchscript":
+        attempts = [("torch.jit.trace", lambda: _save_torchscript(model, example, out))]
+    else:
+        attempts = [("torch.export", lambda: _save_exported_program(model, example, out))]
+    problems = []
+    for exporter, write in attempts:
+        try:
+            write()
+        except Exception as err:  # an operator or shape arithmetic this exporter cannot follow
+            problems.append(f"the {exporter} exporter failed: {err}")
+            continue
+        difference = _difference(model, format, out, size) if check else None
+        if difference is None or difference <= CHECK_TOLERANCE:
+            return {"exporter": exporter, "checked": difference is not None, "max_relative_difference": difference}
+        problems.append(f"the {exporter} exporter wrote a graph whose outputs differ from the model's by "
+                        f"{difference:.3g} (relative to the largest output)")
+    out.unlink(missing_ok=True)
+    raise ExportError(f"cannot export to {format}: " + "; ".join(problems))
+
+
+def _save_torchscript(model: nn.Module, example: torch.Tensor, out: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.jit.trace(model, example).save(str(out))
+
+
+def _save_exported_program(model: nn.Module, example: torch.Tensor, out: Path) -> None:
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(out))
+
+
+def export(model_or_name_or_ckpt: nn.Module | str | Path, format: str = "onnx", out: str | Path | None = None,
+           input_size: tuple[int, ...] | None = None, check: bool = True, **model_kwargs: Any) -> Path:
+    """Export a network (an nn.Module, a registered name, or a checkpoint written by `convzoo train` or its run
+    folder) to `out` in `format` ("onnx", "torchscript" or "exported-program"), in eval mode, with a dynamic
+    batch axis. `input_size` is (C, H, W), by default the checkpoint's or the card's. `model_kwargs` go to
+    create_model when a name is given (e.g. num_classes=10). The model passed in is not changed.
+
+    With `check` (the default) the written file is run at batch 1 and 3 and compared with the model: a file
+    whose outputs differ by more than CHECK_TOLERANCE of the largest output (a wrong graph, not float32
+    rounding) raises ExportError. ONNX files are checked only where onnxruntime is installed.
+
+    Load the results with onnxruntime.InferenceSession(out), torch.jit.load(out), and
+    torch.export.load(out).module(). Returns `out`; FILE.json beside it describes the file."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if out is None:
+        raise ValueError("give the output file: out=PATH")
+    out = Path(out)
+    source, described = _source_model(model_or_name_or_ckpt, model_kwargs)
+    size = _input_size(source, described, input_size)
+    model = copy.deepcopy(source).eval()
+    example = torch.randn(_EXAMPLE_BATCH, *size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        if format == "onnx":
+            _fix_adaptive_pools(model, example)
+        made = _export_checked(model, format, example, out, check)
+    sidecar = {"format": format, **made, **described, "input_size": list(size), "input_name": INPUT_NAME,
+               "output_name": OUTPUT_NAME, "torch": torch.__version__}
+    atomic_write_text(Path(f"{out}.json"), json.dumps(sidecar, indent=2, default=str) + "\n")
+    return out

@@ -1,0 +1,192 @@
+"""optimize_for_inference: batch norms folded into the convolutions they follow (found by tracing the forward),
+eval mode, channels_last; the outputs equal the original's; the user's model is left alone."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+import convzoo
+from convzoo.deploy import fold_batch_norms, fold_conv_bn, optimize_for_inference
+
+
+def relative_error(reference: torch.Tensor, other: torch.Tensor) -> float:
+    """Largest difference over the largest magnitude of the reference (elementwise ratios blow up near 0)."""
+    return ((reference - other).abs().max() / reference.abs().max()).item()
+
+
+def randomise_batch_norms(model: nn.Module) -> nn.Module:
+    """Statistics and affine parameters away from the identity defaults, so folding them really changes the
+    convolutions (a fresh network's batch norms in eval mode are y = x)."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, _BatchNorm):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                if module.weight is not None:
+                    module.weight.uniform_(0.5, 1.5)
+                    module.bias.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name, size, folded, left", [
+    ("resnet50", 32, 53, 0),
+    ("mobilenet_v2", 32, 52, 0),
+    ("googlenet_bn", 32, 57, 0),
+    ("shufflenet_v2_x1_0", 32, 56, 0),   # fx cannot trace the whole net: found through its parts
+    ("densenet121", 32, 59, 62),          # pre-activation: only norm0 and each layer's norm2 follow a conv
+    ("unet_padded", 32, 18, 0),
+    ("deeplabv3_resnet50", 32, 60, 0),    # the root's forward is untraceable; the backbone and head are not
+])
+def test_outputs_equal_the_originals(name, size, folded, left):
+    model = randomise_batch_norms(convzoo.create_model(name, num_classes=10))
+    x = torch.randn(2, model.card.input_size[0], size, size)
+    fast = optimize_for_inference(model)
+    assert (len(fast.fold_report.folded), len(fast.fold_report.left)) == (folded, left)
+    with torch.no_grad():
+        assert relative_error(model(x), fast(x)) < 1e-4
+
+
+def test_the_users_model_is_left_as_it_was():
+    model = randomise_batch_norms(convzoo.create_model("resnet18", num_classes=10)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = optimize_for_inference(model)
+    assert model.training and isinstance(model.bn1, nn.BatchNorm2d) and model.conv1.bias is None
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.conv1.weight.is_contiguous()
+    assert not fast.training and isinstance(fast.bn1, nn.Identity) and fast.conv1.bias is not None
+    assert fast.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not any(p.requires_grad for p in fast.parameters())
+
+
+def test_channels_last_inputs_and_the_input_guard_stay():
+    fast = optimize_for_inference(convzoo.create_model("resnet18", num_classes=10))
+    seen = []
+    fast.conv1.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    with torch.no_grad():
+        fast(torch.randn(1, 3, 32, 32))
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(convzoo.InputSizeError, match="3-channel"):
+        fast(torch.randn(1, 1, 32, 32))
+    plain = optimize_for_inference(convzoo.create_model("resnet18", num_classes=10), channels_last=False)
+    assert plain.conv1.weight.is_contiguous()
+
+
+def test_pre_activation_batch_norms_are_left():
+    # bn1 of a pre-activation block runs before conv1: folding it into conv1 would be wrong (zero padding
+    # comes after the normalisation), so only each block's bn2 (after conv1) and the stem's bn1 fold.
+    model = randomise_batch_norms(convzoo.create_model("preact_resnet18", num_classes=10))
+    report = fold_batch_norms(model)
+    assert sorted(bn for _, bn in report.folded) == sorted(
+        ["bn1"] + [f"layer{i}.{j}.bn2" for i in range(1, 5) for j in range(2)])
+    assert ("conv1", "bn1") in report.folded
+    assert report.left == [f"layer{i}.{j}.bn1" for i in range(1, 5) for j in range(2) if (i, j) != (1, 0)] + ["final_bn"]
+    assert not report.complete
+
+
+def _conv_then_bn(conv: nn.Conv2d) -> nn.Sequential:
+    return randomise_batch_norms(nn.Sequential(conv, nn.BatchNorm2d(conv.out_channels)))
+
+
+@pytest.mark.parametrize("conv", [
+    nn.Conv2d(4, 6, 3, padding=1, bias=False),
+    nn.Conv2d(4, 6, 3, stride=2, bias=True),
+    nn.Conv2d(4, 8, 3, padding=1, groups=2, bias=False),
+    nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=True),   # depthwise
+], ids=["no-bias", "bias", "grouped", "depthwise"])
+def test_folding_formula(conv):
+    pair = _conv_then_bn(conv)
+    x = torch.randn(2, 4, 9, 9)
+    with torch.no_grad():
+        expected = pair(x)
+        fold_conv_bn(pair[0], pair[1])
+        assert relative_error(expected, pair[0](x)) < 1e-6
+
+
+def test_batch_norm_without_affine_parameters():
+    pair = randomise_batch_norms(nn.Sequential(nn.Conv2d(3, 5, 3), nn.BatchNorm2d(5, affine=False)))
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        expected = pair(x)
+        fold_conv_bn(pair[0], pair[1])
+        assert relative_error(expected, pair[0](x)) < 1e-6
+
+
+class _TorchvisionStyleBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
+
+
+class _Untraceable(nn.Module):
+    """A forward fx cannot trace (control flow on a tensor's value) around traceable and Sequential parts."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = _TorchvisionStyleBlock()
+        self.stem = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), nn.ReLU())
+        self.conv, self.bn = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        x = self.stem(self.block(x))
+        if x.sum() > 0:
+            x = x * 1.0
+        return self.bn(self.conv(x))
+
+
+def test_untraceable_parents_are_searched_through_their_children():
+    model = randomise_batch_norms(_Untraceable())
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        expected = model(x)
+        report = fold_batch_norms(model)
+        assert relative_error(expected, model(x)) < 1e-6
+    # The root's own conv -> bn is invisible (its forward cannot be traced, and it is not a Sequential).
+    assert sorted(report.folded) == [("block.conv1", "block.bn1"), ("block.conv2", "block.bn2"),
+                                     ("stem.0", "stem.1")]
+    assert report.left == ["bn"]
+
+
+class _ConvOutputUsedTwice(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+class _SharedConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        return self.conv(self.bn(self.conv(x)))
+
+
+@pytest.mark.parametrize("module", [_ConvOutputUsedTwice, _SharedConv])
+def test_no_fold_where_the_conv_is_needed_unnormalised(module):
+    model = randomise_batch_norms(module())
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        expected = model(x)
+        report = fold_batch_norms(model)
+        assert report.folded == [] and report.left == ["bn"]
+        assert torch.equal(expected, model(x))
+
+
+@pytest.mark.slow
+def test_compiled_inference_path_equals_the_original():
+    model = randomise_batch_norms(convzoo.create_model("resnet20"))
+    x = torch.randn(2, 3, 32, 32)
+    fast = optimize_for_inference(model, compile=True)
+    with torch.no_grad():
+        assert relative_error(model(x), fast(x)) < 1e-4
+    assert len(fast.fold_report.folded) == 19

@@ -1,0 +1,231 @@
+"""export(): ONNX (checked in onnxruntime), TorchScript and ExportedProgram files that give PyTorch's outputs
+at any batch size, from a model, a registered name or a checkpoint; `convzoo export`."""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+import convzoo
+from convzoo.cli import main
+from convzoo.export import AdaptiveAvgPoolAsMatrices, ExportError, export
+
+onnxruntime = pytest.importorskip("onnxruntime")
+
+TOLERANCE = 1e-4  # the largest difference over the largest magnitude of PyTorch's output
+
+
+def relative_error(reference: np.ndarray, other: np.ndarray) -> float:
+    return float(np.abs(reference - other).max() / np.abs(reference).max())
+
+
+def sweep_size(name: str) -> int:
+    """A small input the network takes: 64 px, its native size if smaller (CIFAR, LeNet-5), at least its
+    card's smallest input."""
+    card = convzoo.model_card(name)
+    return max(card.min_input_size[0], min(64, card.input_size[1]))
+
+
+def realistic(model: nn.Module, size: int) -> nn.Module:
+    """A fresh network in eval mode computes with identity batch norms and zero-initialised layers (FCN's
+    score layers, ResNet's zero-init residual ends), which leaves some outputs all zero and lets the 1000-layer
+    ResNets overflow. Give it what training would: random values for all-zero parameters and batch norm
+    statistics of one batch of images."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if not parameter.any():
+                parameter.normal_(0, 0.1)
+        norms = [module for module in model.modules() if isinstance(module, _BatchNorm)]
+        for module in norms:
+            module.reset_running_stats()
+            module.momentum = None  # a cumulative average: after one batch, exactly its statistics
+        if norms:
+            model.train()(torch.randn(4, model.card.input_size[0], size, size))
+    return model.eval()
+
+
+def onnx_session(path: Path):
+    options = onnxruntime.SessionOptions()
+    # One thread, as torch in the sweep: on 2 cores shared with other work, spinning worker threads stall.
+    options.intra_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_outputs(path: Path, images: torch.Tensor) -> np.ndarray:
+    session = onnx_session(path)
+    return session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
+
+
+def assert_onnx_matches(model: nn.Module, path: Path, size: int) -> None:
+    """onnxruntime's output within TOLERANCE of PyTorch's, at batch 1 and 3. Where it is not, the difference
+    must be float32 rounding: onnxruntime no further from the float64 result than PyTorch's float32 is.
+    (Random deep networks amplify rounding: PyTorch's own float32 ResNet-101 is ~1e-4 off its float64 self;
+    onnxruntime has no float64 convolution to compare with directly.)"""
+    session = onnx_session(path)
+    for batch in (1, 3):
+        images = torch.randn(batch, model.card.input_size[0], size, size)
+        with torch.no_grad():
+            expected = model(images).numpy()
+        got = session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
+        assert got.shape == expected.shape
+        error = relative_error(expected, got)
+        if error >= TOLERANCE:
+            with torch.no_grad():
+                exact = copy.deepcopy(model).double()(images.double()).numpy()
+            pytorch_rounding = relative_error(exact, expected)
+            assert relative_error(exact, got) <= 2 * pytorch_rounding, (
+                f"batch {batch}: {error:.1e} from PyTorch, which is {pytorch_rounding:.1e} from float64")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "unet_padded"])
+def test_onnx_equals_pytorch_at_any_batch(name, tmp_path):
+    size = 32
+    model = realistic(convzoo.create_model(name, num_classes=10), size)
+    out = export(model, format="onnx", out=tmp_path / f"{name}.onnx", input_size=(model.card.input_size[0], size, size))
+    assert_onnx_matches(model, out, size)
+    described = json.loads(Path(f"{out}.json").read_text())
+    assert described["model"]["name"] == name and described["input_size"] == [model.card.input_size[0], size, size]
+    assert described["exporter"] == "torchscript" and described["input_name"] == "images"
+    assert described["checked"] and described["max_relative_difference"] < TOLERANCE
+
+
+class _PadsToMultipleOf8(nn.Module):
+    """Pads by an amount computed from the input's shape, in place, as U-Net does: the TorchScript-based
+    exporter writes the traced shape arithmetic as a wrong constant, silently."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        height = x.shape[-2]
+        target = height
+        while target % 8:
+            target += 1
+        return self.conv(nn.functional.pad(x, (0, target - x.shape[-1], 0, target - height), mode="reflect"))
+
+
+def test_a_wrong_graph_is_caught_and_the_other_exporter_used(tmp_path):
+    model = _PadsToMultipleOf8().eval()
+    out = export(model, out=tmp_path / "pads.onnx", input_size=(3, 13, 13))
+    described = json.loads(Path(f"{out}.json").read_text())
+    assert described["exporter"] == "dynamo" and described["checked"]
+    images = torch.randn(3, 3, 13, 13)
+    with torch.no_grad():
+        assert relative_error(model(images).numpy(), onnx_outputs(out, images)) < TOLERANCE
+
+
+def test_what_no_exporter_gets_right_is_refused(tmp_path):
+    # Both exporters drop avg_pool2d's divisor_override (LeNet-5's subsampling sums 2x2 blocks with it).
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2, divisor_override=1)).eval()
+    with pytest.raises(ExportError, match="differ from the model"):
+        export(model, out=tmp_path / "sum.onnx", input_size=(1, 10, 10))
+    assert not (tmp_path / "sum.onnx").exists()
+
+
+@pytest.mark.parametrize("in_size, out_size", [((1, 1), (7, 7)), ((5, 9), (3, 4)), ((10, 4), (4, 4)), ((2, 2), (6, 6))])
+def test_adaptive_pooling_as_matrices(in_size, out_size):
+    x = torch.randn(2, 3, *in_size)
+    expected = nn.functional.adaptive_avg_pool2d(x, out_size)
+    assert torch.allclose(AdaptiveAvgPoolAsMatrices(in_size, out_size)(x), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("format", ["torchscript", "exported-program"])
+def test_torchscript_and_exported_program_at_any_batch(format, tmp_path):
+    model = realistic(convzoo.create_model("resnet20"), 32)
+    out = export(model, format=format, out=tmp_path / "resnet20.pt", input_size=(3, 32, 32), check=False)
+    loaded = torch.jit.load(str(out)) if format == "torchscript" else torch.export.load(str(out)).module()
+    for batch in (1, 3):
+        images = torch.randn(batch, 3, 32, 32)
+        with torch.no_grad():
+            assert torch.allclose(loaded(images), model(images), rtol=0, atol=1e-5)
+
+
+def test_a_name_with_model_arguments_and_the_cards_input_size(tmp_path):
+    out = export("resnet20", out=tmp_path / "r.onnx", num_classes=7)
+    described = json.loads(Path(f"{out}.json").read_text())
+    assert described["model"] == {"name": "resnet20", "num_classes": 7, "in_chans": 3}
+    assert described["input_size"] == [3, 32, 32]
+    assert onnx_outputs(out, torch.randn(2, 3, 32, 32)).shape == (2, 7)
+
+
+def test_a_checkpoint_brings_its_network_classes_and_normalisation(tmp_path):
+    from convzoo.training.checkpoint import describe_checkpoint, save_checkpoint
+
+    model = convzoo.create_model("resnet20", num_classes=3, in_chans=1)
+    data = {"classes": ["cross", "hbar", "vbar"], "input_size": [1, 32, 32], "mean": [0.1], "std": [0.3],
+            "source": "shapes"}
+    checkpoint = save_checkpoint(model, tmp_path / "best.safetensors",
+                                 describe_checkpoint(model.model_args, "classification", data, 3, {}))
+    out = export(checkpoint, format="onnx", out=tmp_path / "resnet20.onnx")
+    described = json.loads(Path(f"{out}.json").read_text())
+    assert described["classes"] == data["classes"] and described["mean"] == [0.1] and described["std"] == [0.3]
+    images = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        expected = model.eval()(images).numpy()
+    assert relative_error(expected, onnx_outputs(out, images)) < TOLERANCE
+
+
+def test_bad_requests_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="format must be one of"):
+        export("resnet20", format="tflite", out=tmp_path / "x")
+    with pytest.raises(ValueError, match="registered name"):
+        export(convzoo.create_model("resnet20"), out=tmp_path / "x.onnx", num_classes=3)
+    with pytest.raises(ValueError, match="input_size"):
+        export(nn.Conv2d(3, 3, 1), out=tmp_path / "x.onnx")
+    with pytest.raises(convzoo.UnknownModelError):
+        export("resnet21", out=tmp_path / "x.onnx")
+    with pytest.raises(FileNotFoundError):
+        export(tmp_path / "missing.safetensors", out=tmp_path / "x.onnx")
+
+
+def test_the_model_passed_in_is_not_changed(tmp_path):
+    model = convzoo.create_model("resnet20").train()
+    export(model, format="torchscript", out=tmp_path / "r.pt", check=False)
+    assert model.training
+
+
+def test_cli_export(tmp_path, capsys):
+    out = tmp_path / "resnet20.onnx"
+    assert main(["export", "resnet20", "--format", "onnx", "--out", str(out), "--input", "3x40x40"]) == 0
+    assert out.is_file() and "written to" in capsys.readouterr().out
+    assert onnx_outputs(out, torch.randn(1, 3, 40, 40)).shape == (1, 10)
+    assert main(["export", "resnet21", "--out", str(out)]) == 2
+    assert "resnet20" in capsys.readouterr().err
+
+
+# Both PyTorch ONNX exporters drop avg_pool2d's divisor_override (the pooled value comes out divided by the
+# window's size), which LeNet-5's subsampling uses to sum its 2x2 blocks; the export is wrong until lenet.py
+# computes the sums another way (4 x the average), so this case is expected to fail until then.
+_DIVISOR_OVERRIDE = pytest.mark.xfail(strict=True, reason="ONNX exporters ignore avg_pool2d's divisor_override")
+_SWEEP = [pytest.param(name, marks=_DIVISOR_OVERRIDE) if name == "lenet5" else name
+          for name in convzoo.list_models(task="classification") + convzoo.list_models(task="segmentation")]
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _SWEEP)
+def test_onnx_equals_pytorch_for_every_network(name, tmp_path, one_thread):
+    size = sweep_size(name)
+    start = time.perf_counter()
+    model = realistic(convzoo.create_model(name, num_classes=10), size)
+    # check=False: the test compares, more strictly than export's own check.
+    out = export(model, format="onnx", out=tmp_path / f"{name}.onnx", input_size=(model.card.input_size[0], size, size),
+                 check=False)
+    assert_onnx_matches(model, out, size)
+    out.unlink()
+    print(f"{name} at {size}px: {time.perf_counter() - start:.1f} s")
