@@ -20,6 +20,7 @@ from convzoo.export import AdaptiveAvgPoolAsMatrices, ExportError, export
 onnxruntime = pytest.importorskip("onnxruntime")
 
 TOLERANCE = 1e-4  # the largest difference over the largest magnitude of PyTorch's output
+ROUNDING_FACTOR = 4  # see assert_onnx_matches
 
 
 def relative_error(reference: np.ndarray, other: np.ndarray) -> float:
@@ -64,10 +65,12 @@ def onnx_outputs(path: Path, images: torch.Tensor) -> np.ndarray:
 
 
 def assert_onnx_matches(model: nn.Module, path: Path, size: int) -> None:
-    """onnxruntime's output within TOLERANCE of PyTorch's, at batch 1 and 3. Where it is not, the difference
-    must be float32 rounding: onnxruntime no further from the float64 result than PyTorch's float32 is.
-    (Random deep networks amplify rounding: PyTorch's own float32 ResNet-101 is ~1e-4 off its float64 self;
-    onnxruntime has no float64 convolution to compare with directly.)"""
+    """onnxruntime's output within TOLERANCE of PyTorch's, at batch 1 and 3.
+
+    Where it is not, the difference must be float32 rounding, amplified by a deep network with random weights
+    (PyTorch's own float32 ResNet-101 is ~1.5e-4 from its float64 result here, PreAct-ResNet-1001 ~3e-3):
+    onnxruntime, which has no float64 convolution, must then be at most ROUNDING_FACTOR times as far from the
+    float64 result as PyTorch's float32 result is. A wrong graph is off by far more than rounding."""
     session = onnx_session(path)
     for batch in (1, 3):
         images = torch.randn(batch, model.card.input_size[0], size, size)
@@ -76,12 +79,17 @@ def assert_onnx_matches(model: nn.Module, path: Path, size: int) -> None:
         got = session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
         assert got.shape == expected.shape
         error = relative_error(expected, got)
-        if error >= TOLERANCE:
-            with torch.no_grad():
-                exact = copy.deepcopy(model).double()(images.double()).numpy()
-            pytorch_rounding = relative_error(exact, expected)
-            assert relative_error(exact, got) <= 2 * pytorch_rounding, (
-                f"batch {batch}: {error:.1e} from PyTorch, which is {pytorch_rounding:.1e} from float64")
+        if error < TOLERANCE:
+            continue
+        with torch.no_grad():
+            exact = copy.deepcopy(model).double()(images.double()).numpy()
+        pytorch_rounding, onnx_rounding = relative_error(exact, expected), relative_error(exact, got)
+        print(f"{model.card.name} batch {batch}: onnxruntime {error:.1e} from PyTorch; from float64: PyTorch "
+              f"{pytorch_rounding:.1e}, onnxruntime {onnx_rounding:.1e}")
+        assert pytorch_rounding < 1e-2, "too chaotic a network to tell rounding from a wrong graph"
+        assert onnx_rounding <= ROUNDING_FACTOR * pytorch_rounding, (
+            f"batch {batch}: {error:.1e} from PyTorch; from float64: PyTorch {pytorch_rounding:.1e}, "
+            f"onnxruntime {onnx_rounding:.1e}")
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "unet_padded"])

@@ -7,15 +7,17 @@
     convzoo.summary("resnet50").to_markdown()
 """
 from .analysis import summary
+from .deploy import optimize_for_inference
 from .errors import ConvzooError, InputSizeError, UnknownModelError, WeightsError
 from .registry import ModelCard, Paper, create_model, list_models, model_card, register_model
 from .models.segmentation.convolutionalize import convolutionalize
 from .weights import load_weights, save_weights
+from .export import export
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvzooError", "InputSizeError", "ModelCard", "Paper", "UnknownModelError", "WeightsError",
-    "convolutionalize", "create_model", "list_models", "load_weights", "model_card", "register_model",
-    "save_weights", "summary",
+    "convolutionalize", "create_model", "export", "list_models", "load_weights", "model_card",
+    "optimize_for_inference", "register_model", "save_weights", "summary",
 ]

@@ -8,7 +8,9 @@ For each network, batch size and input size, and each way of running it:
   (`optimize_for_inference`: batch norms folded, channels_last), each eager and under torch.compile;
 - training: a forward, backward and SGD step, in NCHW and in channels_last, eager and compiled;
 the throughput in images/s is the batch size over the median time of `--repeats` timed runs, after `--warmup`
-untimed runs (the first of which compiles, for torch.compile; that time is reported apart).
+untimed runs (the first of which compiles, for torch.compile; that time is reported apart). The timed runs of
+one network, batch and size go round-robin over its configurations, so a change in the machine's load touches
+them all alike.
 
 The limit: the float32 matrix-multiply rate of this machine, measured in the same run (the best of square
 products of 1024, 2048 and 4096, at the start and again at the end; the higher figure counts). A network's
@@ -16,8 +18,8 @@ achieved rate is its multiply-accumulates (convolutions and linear layers, `conv
 convention="conv_linear")`; x3 for a training step: the forward, and the backward's products for the inputs'
 and the weights' gradients) per second, and `of_peak` is that over the matmul rate.
 
-Peak memory is the process's resident set high-water mark during the timed runs (Linux: reset before each
-configuration through /proc/self/clear_refs), and `extra_mb` what it rose above the resident size before them.
+Peak memory is the process's resident set high-water mark during one more run of each configuration (Linux:
+reset before it through /proc/self/clear_refs), and `extra_mb` what it rose above the resident size before it.
 The load average at the start and the end is recorded: on a machine shared with other work the figures are
 only as good as the load allows.
 """
@@ -81,6 +83,22 @@ def matmul_peak(sizes: Sequence[int] = MATMUL_SIZES, repeats: int = 5) -> dict[s
         seconds = _median_seconds(lambda: torch.mm(a, b), repeats)
         rates[str(n)] = n ** 3 / seconds / 1e9
     return rates
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse: no mmap per large block (an activation map is one),
+    no trimming. By default each forward's activations are mapped fresh and page-faulted in, then returned to
+    the system; on this virtual machine that costs 10-15% of a ResNet-50 forward. Process-wide; False where the
+    C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 1 << 34))
 
 
 def _rss_mb(field: str) -> float | None:
@@ -155,13 +173,25 @@ def _step(model: nn.Module, mode: str, images: torch.Tensor, labels: torch.Tenso
     return train_step
 
 
-def bench_one(name: str, mode: str, path: str, layout: str, backend: str, batch: int, input_size: int,
-              macs_per_image: int, peak_gmacs: float, warmup: int, repeats: int) -> BenchRow:
-    """Time one configuration (see the module docstring)."""
+@dataclass
+class _Prepared:
+    """One configuration, built, compiled and warmed up, ready to be timed."""
+
+    mode: str
+    path: str
+    layout: str
+    backend: str
+    step: Callable[[], object]
+    compile_s: float | None
+    seconds: list[float]
+
+
+def _prepare(name: str, mode: str, path: str, layout: str, backend: str, batch: int, input_size: int,
+             warmup: int) -> _Prepared:
     from .registry import model_card
 
-    model = _build(name, mode, path, layout, backend)
     card = model_card(name)
+    model = _build(name, mode, path, layout, backend)
     images = torch.randn(batch, card.input_size[0], input_size, input_size)
     if layout == "channels_last":
         images = images.contiguous(memory_format=torch.channels_last)
@@ -172,19 +202,49 @@ def bench_one(name: str, mode: str, path: str, layout: str, backend: str, batch:
     first = time.perf_counter() - start
     for _ in range(warmup - 1):
         step()
+    return _Prepared(mode, path, layout, backend, step, first if backend == "compile" else None, [])
+
+
+def _peak_memory(step: Callable[[], object]) -> tuple[float, float]:
+    """(resident-set high-water mark during one step, its rise over the resident size before it), in MB."""
     rss_before = _rss_mb("VmRSS") or 0.0
     _reset_peak_rss()
-    seconds = _median_seconds(step, repeats)
+    step()
     peak = _peak_rss_mb()
-    if backend == "compile":
-        torch._dynamo.reset()  # drop the compiled graphs, which keep this configuration's model alive
-    macs = macs_per_image * batch * (_TRAINING_MACS_FACTOR if mode == "training" else 1)
-    return BenchRow(
-        model=name, mode=mode, path=path, layout=layout, backend=backend, batch=batch, input_size=input_size,
-        images_per_s=batch / seconds, ms_per_batch=seconds * 1e3, gmacs_per_s=macs / seconds / 1e9,
-        of_peak=macs / seconds / 1e9 / peak_gmacs, peak_rss_mb=peak, extra_mb=max(0.0, peak - rss_before),
-        compile_s=first if backend == "compile" else None,
-    )
+    return peak, max(0.0, peak - rss_before)
+
+
+def bench_group(name: str, configurations: Sequence[tuple[str, str, str, str]], batch: int, input_size: int,
+                macs_per_image: int, peak_gmacs: float, warmup: int, repeats: int,
+                say: Callable[[str], None] = lambda message: None) -> list[BenchRow]:
+    """Time configurations (mode, path, layout, backend) of one network at one batch and input size.
+
+    The timed runs go round-robin over the configurations (repeat 1 of each, then repeat 2 of each, ...), so
+    a change in the machine's load touches every configuration alike rather than the ones that ran during it.
+    Memory is measured afterwards, one configuration at a time."""
+    prepared = []
+    for mode, path, layout, backend in configurations:
+        say(f"{name} {mode} {path} {layout} {backend} batch {batch} at {input_size}x{input_size}: warm-up")
+        prepared.append(_prepare(name, mode, path, layout, backend, batch, input_size, warmup))
+    say(f"{name} batch {batch} at {input_size}x{input_size}: {repeats} timed rounds of {len(prepared)} configurations")
+    for _ in range(repeats):
+        for config in prepared:
+            start = time.perf_counter()
+            config.step()
+            config.seconds.append(time.perf_counter() - start)
+    rows = []
+    for config in prepared:
+        peak, extra = _peak_memory(config.step)
+        seconds = statistics.median(config.seconds)
+        macs = macs_per_image * batch * (_TRAINING_MACS_FACTOR if config.mode == "training" else 1)
+        rows.append(BenchRow(
+            model=name, mode=config.mode, path=config.path, layout=config.layout, backend=config.backend,
+            batch=batch, input_size=input_size, images_per_s=batch / seconds, ms_per_batch=seconds * 1e3,
+            gmacs_per_s=macs / seconds / 1e9, of_peak=macs / seconds / 1e9 / peak_gmacs, peak_rss_mb=peak,
+            extra_mb=extra, compile_s=config.compile_s))
+    del prepared
+    torch._dynamo.reset()  # drop compiled graphs, which keep their models alive
+    return rows
 
 
 def _configurations(modes: Sequence[str], layouts: Sequence[str], backends: Sequence[str],
@@ -227,10 +287,10 @@ def run_benchmark(models: Sequence[str], batch_sizes: Sequence[int], input_sizes
             size = input_size or card.input_size[1]
             macs = _macs_per_image(name, size)
             for batch in batch_sizes:
-                for mode, path, layout, backend in _configurations(modes, layouts, backends, optimized):
-                    say(f"{name} {mode} {path} {layout} {backend} batch {batch} at {size}x{size}")
-                    rows.append(bench_one(name, mode, path, layout, backend, batch, size, macs, peak, warmup,
-                                          repeats))
+                configurations = _configurations(modes, layouts, backends, optimized)
+                for mode in modes:  # training steps change the weights: never mixed with inference rounds
+                    group = [config for config in configurations if config[0] == mode]
+                    rows += bench_group(name, group, batch, size, macs, peak, warmup, repeats, say)
     matmul_end = matmul_peak(matmul_sizes)
     final_peak = max(peak, *matmul_end.values())
     for row in rows:
@@ -314,6 +374,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's)")
     parser.add_argument("--matmul-sizes", type=_list(int), default=list(MATMUL_SIZES), metavar="N,...",
                         help="square matmul sizes whose best rate is the peak (default 1024,2048,4096)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="glibc malloc keeps freed blocks instead of returning them to the system (for every row)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--markdown", default=None, metavar="FILE", help="also write the table as markdown")
 
@@ -321,10 +383,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.keep_freed_memory and not keep_freed_memory():
+        print("--keep-freed-memory: the C library is not glibc; allocator left as it is", file=sys.stderr)
     result = run_benchmark(args.models, args.batch_sizes, args.input_sizes, modes=args.modes, layouts=args.layouts,
                            backends=args.backends, optimized=args.optimized, warmup=args.warmup,
                            repeats=args.repeats, matmul_sizes=args.matmul_sizes,
                            progress=lambda message: print(message, file=sys.stderr))
+    result["machine"]["keep_freed_memory"] = args.keep_freed_memory
     table = to_markdown(result)
     print(table, end="")
     if args.json:
