@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from convzoo.bench import add_bench_arguments, keep_freed_memory, run_benchmark, to_markdown
+from convzoo.bench import add_bench_arguments, run_benchmark, to_markdown
 
 SPEEDUP_TARGET = 1.35
 PEAK_TARGET = 0.85
@@ -31,12 +31,9 @@ def main() -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    if args.keep_freed_memory:
-        keep_freed_memory()
     result = run_benchmark(args.models, args.batch_sizes, args.input_sizes, modes=args.modes, layouts=args.layouts,
                            backends=args.backends, optimized=True, warmup=args.warmup, repeats=args.repeats,
                            matmul_sizes=args.matmul_sizes, progress=lambda message: print(message, file=sys.stderr))
-    result["machine"]["keep_freed_memory"] = args.keep_freed_memory
     table = to_markdown(result)
     print(table)
     if args.json:

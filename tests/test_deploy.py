@@ -2,6 +2,8 @@
 eval mode, channels_last; the outputs equal the original's; the user's model is left alone."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -190,3 +192,64 @@ def test_compiled_inference_path_equals_the_original():
     with torch.no_grad():
         assert relative_error(model(x), fast(x)) < 1e-4
     assert len(fast.fold_report.folded) == 19
+
+
+class _BackwardsSequential(nn.Sequential):
+    """Holds (conv, bn) in that order but runs them the other way round, behind an untraceable forward."""
+
+    def forward(self, x):
+        if x.sum() > 0:
+            x = x * 1.0
+        return self[0](self[1](x))
+
+
+def test_a_sequential_with_its_own_forward_is_not_paired_by_order():
+    model = randomise_batch_norms(_BackwardsSequential(nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)))
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        expected = model(x)
+        report = fold_batch_norms(model)
+        assert report.folded == [] and torch.equal(expected, model(x))
+
+
+_WITH_BATCH_NORM = [name for name in convzoo.list_models() if name not in {
+    "alexnet", "alexnet_owt", "zfnet", "zfnet_wide", "googlenet", "lenet5", "vgg11", "vgg13", "vgg16", "vgg19",
+    "fcn8s", "fcn16s", "fcn32s", "deeplab_v1", "deeplab_v2_vgg16", "dilated8", "unet"}]
+
+
+@pytest.mark.slow
+def test_the_sweep_list_holds_every_network_with_batch_norms():
+    for name in convzoo.list_models():
+        with torch.device("meta"):
+            has_norms = any(isinstance(m, _BatchNorm) for m in convzoo.create_model(name).modules())
+        assert has_norms == (name in _WITH_BATCH_NORM), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _WITH_BATCH_NORM)
+def test_every_network_with_batch_norms_keeps_its_outputs(name):
+    card = convzoo.model_card(name)
+    size = max(card.min_input_size[0], min(32, card.input_size[1]))
+    model = convzoo.create_model(name, num_classes=10)
+    with torch.no_grad():
+        # Statistics of a batch of images (a 1000-layer network with random statistics overflows) and affine
+        # parameters away from 1 and 0, so that folding changes every convolution; scales below 1, as trained
+        # residual networks have, keep 150 layers from amplifying float32 rounding past any tolerance.
+        for module in model.modules():
+            if isinstance(module, _BatchNorm):
+                module.momentum = None
+                if module.affine:
+                    module.weight.uniform_(0.2, 1.0)
+                    module.bias.uniform_(-0.1, 0.1)
+        model.train()(torch.randn(4, card.input_size[0], size, size))
+    model.eval()
+    x = torch.randn(2, card.input_size[0], size, size)
+    fast = optimize_for_inference(model)
+    with torch.no_grad():
+        expected, got = model(x), fast(x)
+        error = relative_error(expected, got)
+        if error >= 1e-4:
+            # Deep random networks amplify float32 rounding, which folding changes: then the folded network
+            # must be about as close to the float64 result as the original is.
+            exact = copy.deepcopy(model).double()(x.double())
+            assert relative_error(exact, got.double()) <= 4 * relative_error(exact, expected.double()), error

@@ -85,22 +85,6 @@ def matmul_peak(sizes: Sequence[int] = MATMUL_SIZES, repeats: int = 5) -> dict[s
     return rates
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse: no mmap per large block (an activation map is one),
-    no trimming. By default each forward's activations are mapped fresh and page-faulted in, then returned to
-    the system; on this virtual machine that costs 10-15% of a ResNet-50 forward. Process-wide; False where the
-    C library is not glibc."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 1 << 34))
-
-
 def _rss_mb(field: str) -> float | None:
     try:
         with open("/proc/self/status") as f:
@@ -374,8 +358,6 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's)")
     parser.add_argument("--matmul-sizes", type=_list(int), default=list(MATMUL_SIZES), metavar="N,...",
                         help="square matmul sizes whose best rate is the peak (default 1024,2048,4096)")
-    parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="glibc malloc keeps freed blocks instead of returning them to the system (for every row)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--markdown", default=None, metavar="FILE", help="also write the table as markdown")
 
@@ -383,13 +365,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if args.keep_freed_memory and not keep_freed_memory():
-        print("--keep-freed-memory: the C library is not glibc; allocator left as it is", file=sys.stderr)
     result = run_benchmark(args.models, args.batch_sizes, args.input_sizes, modes=args.modes, layouts=args.layouts,
                            backends=args.backends, optimized=args.optimized, warmup=args.warmup,
                            repeats=args.repeats, matmul_sizes=args.matmul_sizes,
                            progress=lambda message: print(message, file=sys.stderr))
-    result["machine"]["keep_freed_memory"] = args.keep_freed_memory
     table = to_markdown(result)
     print(table, end="")
     if args.json:

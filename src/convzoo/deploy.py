@@ -13,7 +13,8 @@ Which batch norm follows which convolution is read from the forward itself, not 
 pre-activation block also has conv1 and bn1, but there bn1 runs *before* conv1): torch.fx traces each
 module's forward. A module whose own forward fx cannot trace (shape-dependent control flow, a loop over a
 tensor) is treated as an opaque leaf by its parent's trace and analysed on its own; if it is an
-nn.Sequential, its order of children is its forward, so consecutive (conv, batch norm) children pair up.
+nn.Sequential (whose forward is, or calls, Sequential's), its order of children is its forward, so consecutive
+(conv, batch norm) children pair up.
 """
 from __future__ import annotations
 
@@ -84,6 +85,15 @@ def _pairs_in_sequential(sequential: nn.Sequential) -> list[tuple[str, str]]:
             if isinstance(sequential._modules[a], _CONV_TYPES) and isinstance(sequential._modules[b], _BatchNorm)]
 
 
+def _runs_children_in_order(module: nn.Module) -> bool:
+    """An nn.Sequential whose forward is Sequential's, or calls it (super().forward) around its own steps, as
+    DeepLabv3's image-pooling branch does to broadcast its output."""
+    if not isinstance(module, nn.Sequential):
+        return False
+    forward = type(module).forward
+    return forward is nn.Sequential.forward or {"super", "forward"} <= set(forward.__code__.co_names)
+
+
 def _find_pairs(module: nn.Module, prefix: str, opaque: set[int], pairs: set[tuple[str, str]]) -> None:
     """Add to `pairs` the (conv, bn) full names that follow each other in `module`'s forward; add to `opaque`
     the modules (this one included) whose forward fx cannot trace."""
@@ -96,7 +106,7 @@ def _find_pairs(module: nn.Module, prefix: str, opaque: set[int], pairs: set[tup
         graph = _trace(module, opaque)
     if graph is None:
         opaque.add(id(module))
-        if isinstance(module, nn.Sequential):
+        if _runs_children_in_order(module):
             pairs.update((prefix + a, prefix + b) for a, b in _pairs_in_sequential(module))
         return
     pairs.update((prefix + a, prefix + b) for a, b in _pairs_in_graph(graph, module))

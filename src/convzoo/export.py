@@ -1,7 +1,7 @@
 """Export a network so it runs without convzoo: ONNX, TorchScript, or a torch.export ExportedProgram.
 
     convzoo.export("resnet18", format="onnx", out="resnet18.onnx")                 # a registered name
-    convzoo.export("runs/lenet5-digits/best.safetensors", out="lenet5.onnx")      # a checkpoint (or its folder)
+    convzoo.export("runs/resnet20-digits/best.safetensors", out="r20.onnx")       # a checkpoint (or its folder)
     convzoo.export(model, format="torchscript", out="model.ts", input_size=(3, 64, 64))
 
 Every format takes any batch size (a dynamic first axis); the other input axes are fixed at `input_size`.
@@ -9,13 +9,15 @@ Beside the file, FILE.json says what it holds: the network, its input (size, and
 names and the normalisation the images need), the input and output names, and the exporter used.
 
 Every file is checked before it is kept: run at batch 1 and 3 (ONNX in onnxruntime, where installed) and
-compared with PyTorch. ONNX goes through PyTorch's TorchScript-based exporter first, which is several times
+compared with PyTorch. ONNX goes through PyTorch's TorchScript-based exporter first, which is about ten times
 faster than the torch.export-based one; where it fails, or writes a graph that computes something else (it
 traces shape arithmetic done in place as constants, as in U-Net's padding), the torch.export-based exporter
-(needs the onnxscript package) gets its turn. The TorchScript-based
-exporter takes adaptive average pooling only where the output size divides the input size; since the exported
-input size is fixed, every adaptive pool (but a global one) is exported as what it is at that size: a fixed
-linear map along each axis, two matrix products (VGG, AlexNet and ZFNet at small inputs, PSPNet's pyramid).
+(needs the onnxscript package) gets its turn.
+
+The TorchScript-based exporter takes adaptive average pooling only where the output size divides the input
+size. The exported input size is fixed, so every adaptive pool but a global one is exported as what it is at
+that size: a fixed linear map along each axis, two matrix products (VGG, AlexNet and ZFNet below 224 px,
+PSPNet's pyramid).
 """
 from __future__ import annotations
 
@@ -107,13 +109,13 @@ def _averaging_matrix(in_size: int, out_size: int) -> torch.Tensor:
 
 def _fix_adaptive_pools(model: nn.Module, example: torch.Tensor) -> None:
     """Replace, in place, every adaptive average pool that is not global by its matrices at the sizes it sees
-    for `example` (an identity where it keeps the size)."""
-    seen: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
+    for `example` (an identity where it keeps the size). A pool called at several sizes is left alone."""
+    seen: dict[str, set[tuple[tuple[int, int], tuple[int, int]]]] = {}
     hooks = []
     for name, module in model.named_modules():
         if isinstance(module, nn.AdaptiveAvgPool2d):
             def record(module, args, output, name=name):
-                seen[name] = (tuple(args[0].shape[-2:]), tuple(output.shape[-2:]))
+                seen.setdefault(name, set()).add((tuple(args[0].shape[-2:]), tuple(output.shape[-2:])))
             hooks.append(module.register_forward_hook(record))
     if not hooks:
         return
@@ -122,7 +124,10 @@ def _fix_adaptive_pools(model: nn.Module, example: torch.Tensor) -> None:
     finally:
         for hook in hooks:
             hook.remove()
-    for name, (in_size, out_size) in seen.items():
+    for name, sizes in seen.items():
+        if len(sizes) != 1:
+            continue  # called at several sizes: no one pair of matrices fits
+        in_size, out_size = next(iter(sizes))
         if out_size == (1, 1):
             continue  # a global pool exports as GlobalAveragePool
         replacement = nn.Identity() if in_size == out_size else AdaptiveAvgPoolAsMatrices(in_size, out_size)
@@ -181,7 +186,8 @@ def _difference(model: nn.Module, format: str, out: Path, size: tuple[int, int, 
         scale = expected.abs().max().item()
         if not math.isfinite(scale) or scale == 0:
             continue  # nothing to compare values against (an untrained network can overflow or output zeros)
-        worst = max(worst, ((got - expected).abs().max() / scale).item())
+        difference = ((got - expected).abs().max() / scale).item()
+        worst = max(worst, difference if math.isfinite(difference) else math.inf)  # NaN compares as not larger
     return worst
 
 
