@@ -52,6 +52,9 @@ class ModelCard:
     macs: int | None = None  # multiply-accumulates at input_size (conv + linear), where a reference exists
     reported: dict[str, float] = field(default_factory=dict)
     notes: str = ""  # how this version differs from the paper and from other libraries' versions
+    # A bare name (`pspnet`) that builds another registered network (`pspnet_resnet101`) with its default
+    # arguments: the zoo test checks they are the same network, and the per-network sweeps test only one of them.
+    same_as: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +84,7 @@ def register_model(
     reported: dict[str, float] | None = None,
     notes: str = "",
     name: str | None = None,
+    same_as: str | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a builder under its function name (or `name`) with a ModelCard built from the arguments.
 
@@ -95,7 +99,7 @@ def register_model(
         card = ModelCard(
             name=model_name, family=family, task=task, paper=paper, input_size=tuple(input_size),
             min_input_size=tuple(min_input_size), params=params, num_classes=num_classes, macs=macs,
-            reported=dict(reported or {}), notes=notes,
+            reported=dict(reported or {}), notes=notes, same_as=same_as,
         )
         _REGISTRY[model_name] = _Entry(card, builder)
         return builder
@@ -186,13 +190,19 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     channels (3, or 1 for LeNet-5). Other keyword arguments go to the family's network class. The model
     carries `model.card` and rejects inputs smaller than the card's `min_input_size`.
 
+    A segmentation network takes `output_stride` as its own argument (where its builder has one).
     features_only=True returns a classification network as an encoder (models/segmentation/backbones.py):
     it returns the feature maps of the stages in `out_indices` (default all), described by its
     `feature_info`, with strides past `output_stride` replaced by dilation."""
-    if not features_only and (out_indices is not None or output_stride is not None):
-        raise ValueError("out_indices and output_stride describe an encoder; pass features_only=True too")
     entry = _entry(name)
     card = entry.card
+    if not features_only and out_indices is not None:
+        raise ValueError("out_indices describes an encoder; pass features_only=True too")
+    if not features_only and output_stride is not None:
+        if card.task != "segmentation":
+            raise ValueError("output_stride describes an encoder or a segmentation network; for "
+                             f"{card.name} as an encoder pass features_only=True too")
+        kwargs["output_stride"] = output_stride  # the segmentation network's own (DeepLab v3/v3+, PSPNet, FCN)
     num_classes = card.num_classes if num_classes is None else int(num_classes)
     in_chans = card.input_size[0] if in_chans is None else int(in_chans)
     if num_classes < 1:

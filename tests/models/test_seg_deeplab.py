@@ -156,3 +156,57 @@ def test_prediction_refined_by_the_dense_crf():
     refined = DenseCRF(iterations=3)(image, probs)
     assert refined.shape == probs.shape
     torch.testing.assert_close(refined.sum(1), torch.ones(1, 20, 24))
+
+
+def test_bare_deeplab_v2_is_the_papers_resnet101_and_takes_the_vgg16_backbone():
+    with torch.device("meta"):
+        resnet = convzoo.create_model("deeplab_v2")
+        vgg = convzoo.create_model("deeplab_v2", backbone="vgg16")
+    assert resnet.state_dict().keys() == convzoo.create_model("deeplab_v2_resnet101", num_classes=21).state_dict().keys()
+    assert sum(p.numel() for p in resnet.parameters()) == convzoo.model_card("deeplab_v2_resnet101").params
+    assert sum(p.numel() for p in vgg.parameters()) == convzoo.model_card("deeplab_v2_vgg16").params
+    with pytest.raises(ValueError, match="'resnet101' or 'vgg16'.*not 'resnet50'"):
+        convzoo.create_model("deeplab_v2", backbone="resnet50")
+
+
+def layer4_rates(model):
+    return [block.conv2.dilation[0] for block in model.backbone.layer4]
+
+
+@pytest.mark.parametrize("output_stride, rates, aspp", [(16, [2, 4, 8], (6, 12, 18)), (8, [4, 8, 16], (12, 24, 36))])
+def test_deeplabv3_multi_grid_and_output_stride(output_stride, rates, aspp):
+    # The paper's section 3.2: layer4's units at the stage rate times Multi_Grid (1, 2, 4); Table 3's best.
+    with torch.device("meta"):
+        plain = convzoo.create_model("deeplabv3_resnet50", output_stride=output_stride)
+        grid = convzoo.create_model("deeplabv3_resnet50", output_stride=output_stride, multi_grid=(1, 2, 4))
+    assert layer4_rates(grid) == rates
+    assert [b.conv2.padding[0] for b in grid.backbone.layer4] == rates  # 3x3 'same' padding at each rate
+    assert layer4_rates(plain) == [rates[0] // 2, rates[0], rates[0]]  # torchvision's: first unit keeps the rate before
+    atrous = [m.dilation[0] for m in grid.classifier[0].modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert tuple(atrous) == aspp
+    assert sum(p.numel() for p in grid.parameters()) == convzoo.model_card("deeplabv3_resnet50").params
+
+
+def test_multi_grid_keeps_the_map_size_and_changes_the_function():
+    torch.manual_seed(0)
+    plain = convzoo.create_model("deeplabv3plus", num_classes=3, backbone="resnet50").eval()
+    grid = convzoo.create_model("deeplabv3plus", num_classes=3, backbone="resnet50", multi_grid=(1, 2, 4)).eval()
+    grid.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 70, 50)
+    with torch.no_grad():
+        a, b = plain(x), grid(x)
+    assert a.shape == b.shape == (1, 3, 70, 50)
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="one rate multiplier per unit.*3 units, got 2"):
+        convzoo.create_model("deeplabv3plus", backbone="resnet50", multi_grid=(1, 2))
+    with pytest.raises(ValueError, match="output_stride 8 or 16"):
+        convzoo.create_model("deeplabv3plus", backbone="resnet50", output_stride=32, multi_grid=(1, 2, 4))
+    with pytest.raises(ValueError, match="one spatial convolution; BasicBlock has 2"):
+        convzoo.create_model("deeplabv3plus", backbone="resnet18", multi_grid=(1, 2))
+
+
+def test_output_stride_is_a_segmentation_argument_only():
+    with pytest.raises(ValueError, match="features_only=True"):
+        convzoo.create_model("resnet18", output_stride=8)
+    with pytest.raises(ValueError, match="output_stride 8 or 16"):
+        convzoo.create_model("deeplabv3_resnet50", output_stride=32)

@@ -61,3 +61,17 @@ def test_auxiliary_loss_on_layer3_weighted_0_4():
         assert isinstance(model.eval()(x), torch.Tensor)  # no aux head at inference
     assert set(out) == {"out", "aux"} and out["out"].shape == (2, 3, 9, 11)
     torch.testing.assert_close(out["aux"], expected_aux)
+
+
+def test_bare_pspnet_is_the_papers_resnet101_and_takes_resnet50():
+    with torch.device("meta"):
+        default = convzoo.create_model("pspnet")
+        small = convzoo.create_model("pspnet", backbone="resnet50", aux_loss=False)
+    assert sum(p.numel() for p in default.parameters()) == convzoo.model_card("pspnet_resnet101").params
+    assert default.aux_weight == 0.4
+    with torch.device("meta"):
+        reference = convzoo.create_model("pspnet_resnet50", aux_loss=False)
+    assert small.state_dict().keys() == reference.state_dict().keys()
+    assert sum(p.numel() for p in small.parameters()) == sum(p.numel() for p in reference.parameters())
+    with pytest.raises(ValueError, match="not 'vgg16'"):
+        convzoo.create_model("pspnet", backbone="vgg16")

@@ -21,7 +21,7 @@ def expected_hw(model, hw):
 def test_segmentation_zoo_is_populated():
     expected = {"fcn32s", "fcn16s", "fcn8s", "fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50",
                 "deeplabv3_resnet101", "unet", "unet_padded", "dilated8", "deeplab_v1", "deeplab_v2_vgg16",
-                "deeplab_v2_resnet101", "deeplabv3plus", "pspnet_resnet50", "pspnet_resnet101"}
+                "deeplab_v2_resnet101", "deeplab_v2", "deeplabv3plus", "pspnet_resnet50", "pspnet_resnet101", "pspnet"}
     assert expected <= set(SEGMENTERS)
 
 

@@ -31,6 +31,19 @@ def test_parameter_count_matches_card(name):
     assert trainable(model) == card.params
 
 
+@pytest.mark.parametrize("name", [n for n in ALL if convzoo.model_card(n).same_as is not None])
+def test_a_bare_name_builds_its_same_as_network(name):
+    card = convzoo.model_card(name)
+    target = convzoo.model_card(card.same_as)
+    with torch.device("meta"):
+        model, reference = convzoo.create_model(name), convzoo.create_model(card.same_as)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in reference.state_dict().items()}
+    assert str(model) == str(reference)
+    assert (card.params, card.macs, card.input_size, card.min_input_size, card.num_classes, card.task) == \
+        (target.params, target.macs, target.input_size, target.min_input_size, target.num_classes, target.task)
+
+
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_default_input_gives_class_scores(name):
     card = convzoo.model_card(name)

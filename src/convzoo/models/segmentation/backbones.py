@@ -209,6 +209,32 @@ def apply_output_stride(steps: Sequence[nn.Module], output_stride: int) -> None:
             rate *= stride
 
 
+def apply_multi_grid(stage: nn.Module, grid: Sequence[int]) -> None:
+    """DeepLab v3's multi-grid (Chen et al. 2017, section 3.2), in place: the k-th unit of a dilated stage gets
+    its 3x3 convolution at rate `stage rate x grid[k]` (at output stride 16, layer4's rate 2 with grid (1, 2, 4)
+    gives rates 2, 4, 8), padding grown so that the map keeps its size. The stage's rate is that of its last
+    unit, which `apply_output_stride` set; the first unit's 3x3, which kept the previous rate there, gets it too."""
+    blocks = list(_blocks(stage))
+    if len(grid) != len(blocks):
+        raise ValueError(f"multi_grid needs one rate multiplier per unit of the stage: it has {len(blocks)} units, "
+                         f"got {len(grid)} ({tuple(grid)})")
+    if any(int(g) < 1 for g in grid):
+        raise ValueError(f"multi_grid multipliers must be positive integers, got {tuple(grid)}")
+    spatial = []
+    for block in blocks:
+        convs = [m for m in block.modules() if isinstance(m, nn.Conv2d) and _pair_value(m.kernel_size, "kernel size", m) > 1]
+        if len(convs) != 1:
+            raise ValueError(f"multi-grid needs units with one spatial convolution; {type(block).__name__} has {len(convs)}")
+        spatial.append(convs[0])
+    rate = _pair_value(spatial[-1].dilation, "dilation", spatial[-1])
+    if rate == 1 or any(_stride_of(conv) > 1 for conv in spatial):
+        raise ValueError("multi-grid applies to a dilated stage: build the backbone at output_stride 8 or 16")
+    for conv, multiplier in zip(spatial, grid):
+        kernel = _pair_value(conv.kernel_size, "kernel size", conv)
+        conv.dilation = (rate * int(multiplier),) * 2
+        conv.padding = (rate * int(multiplier) * (kernel - 1) // 2,) * 2
+
+
 class FeatureExtractor(nn.Module):
     """A classification network's body returning the feature maps of the stages in `out_indices`.
 

@@ -8,13 +8,13 @@ so the training loop can weight the auxiliary loss.
 """
 from __future__ import annotations
 
-from typing import Union
+from typing import Callable, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import create_backbone
+from .backbones import apply_multi_grid, create_backbone
 
 SegmentationOutput = Union[Tensor, dict[str, Tensor]]
 
@@ -91,10 +91,23 @@ class FCNHead(nn.Sequential):
 
 def resnet_segmenter(backbone_name: str, classifier: nn.Module, num_classes: int, in_chans: int,
                      aux_loss: bool, aux_weight: float = 0.5, output_stride: int = 8,
-                     **backbone_kwargs) -> SegmentationModel:
+                     multi_grid: Sequence[int] | None = None, **backbone_kwargs) -> SegmentationModel:
     """A torchvision-layout segmentation network on a dilated ResNet: layer4 feeds `classifier`, layer3 an
-    FCNHead as the auxiliary classifier when `aux_loss`. Other keyword arguments go to the ResNet."""
+    FCNHead as the auxiliary classifier when `aux_loss`. `multi_grid` sets layer4's unit rates as DeepLab v3
+    (backbones.apply_multi_grid). Other keyword arguments go to the ResNet."""
     backbone = create_backbone(backbone_name, out_indices=(3, 4), output_stride=output_stride,
                                in_chans=in_chans, **backbone_kwargs)
+    if multi_grid is not None:
+        apply_multi_grid(backbone.layer4, multi_grid)
     aux_classifier = FCNHead(backbone.channels[0], num_classes) if aux_loss else None
     return SegmentationModel(backbone, classifier, aux_classifier, aux_weight)
+
+
+def builder_for_backbone(name: str, builders: dict[str, Callable[..., nn.Module]],
+                         backbone: str) -> Callable[..., nn.Module]:
+    """The builder of network `name` on `backbone` (a bare name such as `pspnet` taking `backbone=`), or an
+    error listing the backbones the paper used."""
+    if backbone not in builders:
+        raise ValueError(f"{name} is built on {' or '.join(map(repr, builders))} (the paper's backbones), "
+                         f"not {backbone!r}; for another encoder use create_backbone")
+    return builders[backbone]

@@ -25,8 +25,8 @@ from ...layers.context import ASPP, ASPPv2
 from ...layers.conv import ConvBnAct
 from ...layers.init import init_he_fan_out_
 from ...registry import Paper, register_model
-from .backbones import create_backbone
-from .base import SegmentationModel, pad_to_multiple, resnet_segmenter, upsample_to
+from .backbones import apply_multi_grid, create_backbone
+from .base import SegmentationModel, builder_for_backbone, pad_to_multiple, resnet_segmenter, upsample_to
 
 V1_PAPER = Paper(
     title="Semantic Image Segmentation with Deep Convolutional Nets and Fully Connected CRFs",
@@ -107,6 +107,21 @@ def deeplab_v2_resnet101(num_classes: int = 21, in_chans: int = 3, stride_in_1x1
     return SegmentationModel(backbone, ASPPv2(2048, num_classes, rates=ASPP_L_RATES))
 
 
+DEEPLAB_V2_BACKBONES = {"resnet101": deeplab_v2_resnet101, "vgg16": deeplab_v2_vgg16}
+
+
+@register_model(**_deeplab_card(
+    V2_PAPER, 44_048_532, 188_885_763_264,
+    "The paper's main network, deeplab_v2_resnet101 (ResNet-101 at output stride 8, ASPP-L at rates "
+    "6/12/18/24, summed); backbone='vgg16' builds deeplab_v2_vgg16 (37,877,652 parameters). Other keyword "
+    "arguments go to that builder. Reported: VOC 2012 test mIoU with multi-scale inputs, COCO pre-training "
+    "and the CRF.",
+    {"voc2012_test_miou_crf": 79.7}), same_as="deeplab_v2_resnet101")
+def deeplab_v2(num_classes: int = 21, in_chans: int = 3, backbone: str = "resnet101", **kwargs) -> SegmentationModel:
+    return builder_for_backbone("deeplab_v2", DEEPLAB_V2_BACKBONES, backbone)(num_classes=num_classes, in_chans=in_chans,
+                                                                       **kwargs)
+
+
 class DeepLabHead(nn.Sequential):
     """torchvision's DeepLab v3 head: ASPP (rates 12/24/36 at output stride 8), a 3x3 conv-BN-ReLU, a 1x1 conv
     to the classes. Flat, so its keys are torchvision's (`0.convs.0.0.weight`, `1.weight`, `4.bias`)."""
@@ -124,23 +139,36 @@ class DeepLabHead(nn.Sequential):
 
 _V3_NOTES = ("torchvision's deeplabv3_{depth} (same keys; returns its result['out']): ResNet at output stride 8, "
              "ASPP at rates 12/24/36 (the paper's 6/12/18 doubled, as the paper evaluates at stride 8), no "
-             "multi-grid in layer4 (the paper's best uses rates 1/2/4 there). {aux:,} parameters with "
-             "aux_loss=True (FCNHead on layer3). No error reported: the paper's numbers are for its own "
-             "training recipe.")
+             "multi-grid by default. output_stride=16 takes the ASPP to 6/12/18 and multi_grid=(1, 2, 4) gives "
+             "layer4's units rates 2/4/8 (at stride 16), the paper's best setting (Table 3); neither changes "
+             "the count. {aux:,} parameters with aux_loss=True (FCNHead on layer3). No error reported: the "
+             "paper's numbers are for its own training recipe.")
+
+# DeepLab v3's ASPP rates are 6/12/18 at output stride 16 and doubled at 8, so that they cover the same field
+V3_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
+
+
+def _deeplabv3(depth: str, num_classes: int, in_chans: int, aux_loss: bool, output_stride: int,
+               multi_grid: tuple[int, ...] | None, **kwargs) -> SegmentationModel:
+    if output_stride not in V3_RATES:
+        raise ValueError(f"deeplabv3 takes output_stride 8 or 16 (the paper's), got {output_stride}")
+    head = DeepLabHead(2048, num_classes, rates=V3_RATES[output_stride])
+    return resnet_segmenter(depth, head, num_classes, in_chans, aux_loss, output_stride=output_stride,
+                            multi_grid=multi_grid, **kwargs)
 
 
 @register_model(**_deeplab_card(V3_PAPER, 39_638_869, 168_731_205_888,
                                 _V3_NOTES.format(depth="resnet50", aux=42_004_074), input_size=520))
-def deeplabv3_resnet50(num_classes: int = 21, in_chans: int = 3, aux_loss: bool = False,
-                       **kwargs) -> SegmentationModel:
-    return resnet_segmenter("resnet50", DeepLabHead(2048, num_classes), num_classes, in_chans, aux_loss, **kwargs)
+def deeplabv3_resnet50(num_classes: int = 21, in_chans: int = 3, aux_loss: bool = False, output_stride: int = 8,
+                       multi_grid: tuple[int, ...] | None = None, **kwargs) -> SegmentationModel:
+    return _deeplabv3("resnet50", num_classes, in_chans, aux_loss, output_stride, multi_grid, **kwargs)
 
 
 @register_model(**_deeplab_card(V3_PAPER, 58_630_997, 248_752_300_288,
                                 _V3_NOTES.format(depth="resnet101", aux=60_996_202), input_size=520))
-def deeplabv3_resnet101(num_classes: int = 21, in_chans: int = 3, aux_loss: bool = False,
-                        **kwargs) -> SegmentationModel:
-    return resnet_segmenter("resnet101", DeepLabHead(2048, num_classes), num_classes, in_chans, aux_loss, **kwargs)
+def deeplabv3_resnet101(num_classes: int = 21, in_chans: int = 3, aux_loss: bool = False, output_stride: int = 8,
+                        multi_grid: tuple[int, ...] | None = None, **kwargs) -> SegmentationModel:
+    return _deeplabv3("resnet101", num_classes, in_chans, aux_loss, output_stride, multi_grid, **kwargs)
 
 
 LOW_LEVEL_CHANNELS = 48
@@ -159,11 +187,14 @@ class DeepLabV3Plus(nn.Module):
     layers get the backbone's He initialisation."""
 
     def __init__(self, num_classes: int = 21, in_chans: int = 3, backbone: str = "resnet101",
-                 output_stride: int = 16, rates: tuple[int, ...] = (6, 12, 18), **backbone_kwargs):
+                 output_stride: int = 16, rates: tuple[int, ...] = (6, 12, 18),
+                 multi_grid: tuple[int, ...] | None = None, **backbone_kwargs):
         super().__init__()
         self.output_stride = output_stride
         self.backbone = create_backbone(backbone, out_indices=(1, 4), output_stride=output_stride,
                                         in_chans=in_chans, **backbone_kwargs)
+        if multi_grid is not None:
+            apply_multi_grid(self.backbone.layer4, multi_grid)
         low_chans, high_chans = self.backbone.channels
         self.aspp = ASPP(high_chans, rates, dropout=0.1)
         self.project = ConvBnAct(low_chans, LOW_LEVEL_CHANNELS, 1)

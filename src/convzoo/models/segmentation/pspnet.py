@@ -11,7 +11,7 @@ from torch import nn
 from ...layers.context import PyramidPooling
 from ...layers.conv import ConvBnAct
 from ...registry import Paper, register_model
-from .base import SegmentationModel, resnet_segmenter
+from .base import SegmentationModel, builder_for_backbone, resnet_segmenter
 
 PAPER = Paper(
     title="Pyramid Scene Parsing Network",
@@ -65,3 +65,17 @@ def pspnet_resnet50(num_classes: int = 21, in_chans: int = 3, aux_loss: bool = T
 )
 def pspnet_resnet101(num_classes: int = 21, in_chans: int = 3, aux_loss: bool = True, **kwargs) -> SegmentationModel:
     return _pspnet("resnet101", num_classes, in_chans, aux_loss, **kwargs)
+
+
+@register_model(
+    family="pspnet", task="segmentation", paper=PAPER, input_size=(3, 473, 473), min_input_size=(1, 1),
+    params=67_949_930, num_classes=21, macs=223_750_238_912, reported={"voc2012_test_miou": 82.6},
+    same_as="pspnet_resnet101",
+    notes="The paper's VOC network, pspnet_resnet101; backbone='resnet50' builds pspnet_resnet50 (48,957,802 "
+          "parameters). Other keyword arguments go to that builder. " + _NOTES.format(
+              depth="ResNet-101", no_aux=65_584_725, reported="Reported: VOC 2012 test mIoU without COCO "
+                                                               "pre-training."),
+)
+def pspnet(num_classes: int = 21, in_chans: int = 3, backbone: str = "resnet101", **kwargs) -> SegmentationModel:
+    builders = {"resnet101": pspnet_resnet101, "resnet50": pspnet_resnet50}
+    return builder_for_backbone("pspnet", builders, backbone)(num_classes=num_classes, in_chans=in_chans, **kwargs)
