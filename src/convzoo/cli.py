@@ -393,8 +393,10 @@ def _add_training_commands(commands) -> None:
                      metavar="KEY=VALUE", help="keyword argument of the network, e.g. drop_path_rate=0.1")
     how = p.add_argument_group("how it runs")
     how.add_argument("--seed", type=int, default=unset)
-    how.add_argument("--amp", action=argparse.BooleanOptionalAction, default=unset, help="bf16 autocast")
-    how.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=unset)
+    how.add_argument("--amp", action=argparse.BooleanOptionalAction, default=unset,
+                     help="bf16 autocast (default: on if a measurement of the first steps finds it 10%% faster)")
+    how.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=unset,
+                     help="channels_last memory format (default: measured, as --amp)")
     how.add_argument("--use-deterministic-algorithms", dest="deterministic", action="store_true", default=unset)
     how.add_argument("--device", default=unset, help="auto (default), cpu, cuda, cuda:1")
     how.add_argument("-j", "--workers", type=int, default=unset, metavar="N", help="data loading processes")

@@ -18,7 +18,8 @@ CLASSES = ("cross", "hbar", "vbar")  # the shapes fixture's classes, sorted as f
 
 
 def _config(shapes, out, **overrides):
-    settings = dict(data=str(shapes), out=str(out), epochs=2, batch_size=16, threads=1)
+    # Fixed layout and precision: runs that are compared with each other must not measure (training/speed.py).
+    settings = dict(data=str(shapes), out=str(out), epochs=2, batch_size=16, threads=1, amp=False, channels_last=False)
     settings.update(overrides)
     return make_config("lenet5", **settings)
 

@@ -36,6 +36,7 @@ from .checkpoint import RunFolder, describe_checkpoint, finite_or_none, save_che
 from .metrics import plot_confusion_matrix, plot_learning_curves
 from .optim import LRSchedule, build_optimizer
 from .progress import EpochProgress, epoch_line
+from .speed import SpeedChoice, choose_speed_options, combination_name
 from .tasks import Task, build_task, check_data_for_task
 
 # LeNet-5 reads 28x28 digits centred in a 32x32 field (LeCun et al. 1998, section III-A): its default border.
@@ -81,8 +82,8 @@ class TrainConfig:
     clip_grad_norm: float | None = None
     # how it runs
     seed: int = 0
-    amp: bool = False                           # bf16 autocast
-    channels_last: bool = False
+    amp: bool | None = None                     # bf16 autocast; None: measured (training/speed.py), or off
+    channels_last: bool | None = None           # when deterministic; the same for channels_last
     deterministic: bool = False                 # torch.use_deterministic_algorithms
     device: str = "auto"
     workers: int = 0
@@ -180,10 +181,12 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
         except TypeError as err:  # a --model-arg the network does not take
             raise ValueError(f"{config.model} does not take the arguments {config.model_args}: {err}") from err
         _check_input_fits(network, card.name, input_size)
-        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        network = network.to(ctx.device, memory_format=memory_format)
+        network = network.to(ctx.device)
         task = build_task(task_name, data.classes, config.label_smoothing,
                           aux_weight=getattr(network, "aux_weight", 0.0))
+        speed = _speed_choice(network, task, train_loader, config, state, ctx)
+        memory_format = torch.channels_last if speed.channels_last else torch.contiguous_format
+        network = network.to(memory_format=memory_format)
         optimizer = build_optimizer(network.parameters(), config.opt, config.lr, config.momentum,
                                     config.weight_decay)
         schedule = LRSchedule(optimizer, config.lr_scheduler, epochs=config.epochs,
@@ -210,13 +213,14 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                               "resolved": {"task": task.name, "input_size": list(input_size), "border": border,
                                            "device": str(ctx.device), "processes": ctx.world_size,
                                            "global_batch_size": config.batch_size * ctx.world_size,
-                                           "steps_per_epoch": len(train_loader)},
+                                           "steps_per_epoch": len(train_loader), "speed": speed.to_dict()},
                               "data": data_description, "versions": _versions()})
             console.print(
                 f"{'resuming' if state else 'training'} {card.name} ({sum(p.numel() for p in network.parameters()):,}"
                 f" parameters) on {config.data}: {len(data.train)} train / {len(data.val)} val / "
                 f"{len(data.test) if data.test is not None else 0} test images at "
                 f"{'x'.join(map(str, input_size))}, {len(data.classes)} classes; recipe {config.recipe or 'none'}; "
+                f"{combination_name(speed.channels_last, speed.amp)} ({speed.how}); "
                 f"{ctx.device.type} x{ctx.world_size}; run folder {run.path}"
                 + (f"; skipped {len(data.skipped)} unreadable images (listed in config.json)" if data.skipped else ""),
                 highlight=False, soft_wrap=True)
@@ -234,7 +238,7 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                         schedule.set_step(step)
                         images = images.to(ctx.device, memory_format=memory_format, non_blocking=True)
                         targets = targets.to(ctx.device, non_blocking=True)
-                        with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=config.amp):
+                        with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=speed.amp):
                             outputs = model(images)
                         loss = task.loss(outputs, targets)
                         loss_value = float(ctx.sum(loss.detach())) / ctx.world_size
@@ -259,8 +263,8 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                 train_metrics = meter.compute(task.classes)
 
                 _sync_buffers(network, ctx)
-                val_metrics = evaluate(network, val_loader, task, ctx=ctx, autocast=config.amp,
-                                       channels_last=config.channels_last)
+                val_metrics = evaluate(network, val_loader, task, ctx=ctx, autocast=speed.amp,
+                                       channels_last=speed.channels_last)
                 metric = val_metrics[task.primary_metric]
                 if metric is None:  # no class occurs in the split (an mIoU of nothing): the worst score
                     metric = -math.inf if task.higher_is_better else math.inf
@@ -284,6 +288,7 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                         "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                         "history": history, "best_epoch": best_epoch, "best_metric": best_metric,
                         "train_seconds": train_seconds, "classes": list(data.classes),
+                        "speed": {"channels_last": speed.channels_last, "amp": speed.amp},
                     })
                     run.write_metrics(history)
                     console.print(epoch_line(history[-1], config.epochs, is_best, task.epoch_text(history[-1])),
@@ -296,8 +301,8 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
         # --- the best checkpoint on the test split
         ctx.barrier()  # rank 0 has written best.safetensors
         network.load_state_dict(read_state_dict(run.best))
-        test_metrics = evaluate(network, test_loader, task, ctx=ctx, autocast=config.amp,
-                                channels_last=config.channels_last)
+        test_metrics = evaluate(network, test_loader, task, ctx=ctx, autocast=speed.amp,
+                                channels_last=speed.channels_last)
         results = {"model": card.name, "data": config.data, "split": test_split, "checkpoint": run.best.name,
                    "epoch": best_epoch, **{k: finite_or_none(v) for k, v in test_metrics.items()},
                    "accuracy_unit": task.unit, "train_seconds": round(train_seconds, 2)}
@@ -328,6 +333,25 @@ def evaluate(network: nn.Module, loader: DataLoader, task: Task, *, ctx: distrib
     if ctx is not None:
         meter.sum_across(ctx.sum)
     return meter.compute(task.classes)
+
+
+def _speed_choice(network: nn.Module, task: Task, loader: DataLoader, config: TrainConfig, state: dict | None,
+                  ctx: distributed.Distributed) -> SpeedChoice:
+    """channels_last and bf16 autocast: as the user set them, as the resumed run had them, or measured on the
+    first batch (training/speed.py); under several processes the first one's measurement holds for all."""
+    if state is not None and "speed" in state:
+        return SpeedChoice(channels_last=state["speed"]["channels_last"], amp=state["speed"]["amp"], how="resumed")
+    if config.deterministic:  # a measurement's outcome varies from run to run; a deterministic run must not
+        return SpeedChoice(channels_last=bool(config.channels_last), amp=bool(config.amp), how="set")
+    images, targets = next(iter(loader))  # the shuffling and augmentation random state is re-seeded per epoch
+    choice = choose_speed_options(network, task.loss, images.to(ctx.device), targets.to(ctx.device),
+                                  channels_last=config.channels_last, amp=config.amp)
+    if ctx.enabled:
+        flags = torch.tensor([int(choice.channels_last), int(choice.amp)] if ctx.is_main else [0, 0],
+                             device=ctx.device)
+        channels_last, amp = (bool(v) for v in ctx.sum(flags).tolist())
+        choice = SpeedChoice(channels_last=channels_last, amp=amp, how=choice.how, step_ms=choice.step_ms)
+    return choice
 
 
 def _eval_loader(dataset: Dataset, config: TrainConfig, ctx: distributed.Distributed) -> DataLoader:
