@@ -9,6 +9,9 @@
    wall time. Target: >= 98%.
 3. Training throughput of resnet18 at 64x64, batch 32 (forward, backward and an SGD step on random images,
    after warm-up steps), in images per second, with and without channels_last, with 1 and 2 CPU threads.
+4. `engine`: issue 7's target, resnet50 at 224x224, batch 8: the engine's default layout and precision
+   (training/speed.py, the measurement every run makes, here with 10 timed steps a combination) against plain
+   float32 NCHW. Target: >= 1.15x.
 
 The training runs use the default recipe (quick: one thread a process); `--threads N` overrides it there and
 fixes the thread count of the throughput measurement. On a machine whose cores other processes also use,
@@ -64,7 +67,7 @@ def throughput(channels_last: bool, steps: int = 10, warmup: int = 3, batch: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="lenet5,resnet20,throughput")
+    parser.add_argument("--only", default="lenet5,resnet20,throughput,engine")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--resnet20-epochs", type=int, default=10)
     args = parser.parse_args()
@@ -92,6 +95,30 @@ def main() -> None:
                 rate = throughput(channels_last)
                 layout = "channels_last" if channels_last else "contiguous NCHW"
                 print(f"resnet18 training at 64x64, batch 32, {layout}, {threads} thread(s): {rate:.1f} images/s")
+    if "engine" in chosen:
+        engine_defaults(args.threads)
+
+
+def engine_defaults(threads: int | None, batch: int = 8, size: int = 224, steps: int = 10) -> None:
+    import torch
+
+    from convzoo import create_model
+    from convzoo.training.speed import choose_speed_options, combination_name
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = create_model("resnet50", num_classes=1000).train()
+    images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 1000, (batch,))
+    choice = choose_speed_options(model, torch.nn.functional.cross_entropy, images, labels, channels_last=None,
+                                  amp=None, steps=steps)
+    chosen = combination_name(choice.channels_last, choice.amp)
+    speedup = choice.step_ms["nchw fp32"] / choice.step_ms[chosen]
+    rows = ", ".join(f"{name} {ms:.0f} ms ({batch * 1000 / ms:.1f} img/s)" for name, ms in choice.step_ms.items())
+    verdict = "PASS" if speedup >= 1.15 else "MISS"
+    print(f"resnet50 training at {size}x{size}, batch {batch}, {torch.get_num_threads()} threads, median step of {steps}: "
+          f"{rows}; the engine chooses {chosen}: {speedup:.2f}x float32 NCHW [target >= 1.15x: {verdict}]; load "
+          f"average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":

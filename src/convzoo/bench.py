@@ -39,6 +39,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .training.speed import processor_name
+
 MODES = ("inference", "training")
 LAYOUTS = ("nchw", "channels_last")
 BACKENDS = ("eager", "compile")
@@ -283,24 +285,13 @@ def run_benchmark(models: Sequence[str], batch_sizes: Sequence[int], input_sizes
                      row.input_size) and (r.path, r.layout, r.backend) == ("plain", "nchw", "eager")), None)
         row.speedup = row.images_per_s / base.images_per_s if base else None
     return {
-        "machine": {"cpu": _cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "machine": {"cpu": processor_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                     "python": platform.python_version()},
         "matmul_gmacs": {"start": matmul_start, "end": matmul_end},
         "peak_gmacs": final_peak,
         "load_average": {"start": load_start, "end": _load()},
         "rows": [asdict(row) for row in rows],
     }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def to_markdown(result: dict) -> str:

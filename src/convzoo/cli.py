@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -192,7 +193,21 @@ def _training_settings(args: argparse.Namespace) -> dict:
         settings["model_args"] = dict(settings["model_args"])
     if "input_size" in settings:
         settings["input_size"] = _join_image_size(settings["input_size"])
+    if "spec" in settings:
+        settings["model_args"] = {**settings.get("model_args", {}), "spec": _nas_spec(args.model, settings.pop("spec"))}
     return settings
+
+
+def _nas_spec(model: str | None, source: str) -> dict:
+    """--spec FILE_OR_DIR: --model-arg spec=... with the spec read now, so that config.json holds the
+    architecture itself and the run does not depend on the file staying where it is."""
+    from .errors import SpecError
+    from .nas.spec import load_spec
+
+    if model not in (None, "nas"):
+        raise SpecError(f"--spec describes a nas network; train it with `convzoo train nas --spec {source}`, "
+                        f"not {model}")
+    return load_spec(source)
 
 
 def _default_recipe(model: str) -> str:
@@ -391,6 +406,9 @@ def _add_training_commands(commands) -> None:
     opt.add_argument("--clip-grad-norm", type=float, default=unset, metavar="MAX")
     opt.add_argument("--model-arg", dest="model_args", type=_model_arg, action="append", default=unset,
                      metavar="KEY=VALUE", help="keyword argument of the network, e.g. drop_path_rate=0.1")
+    opt.add_argument("--spec", default=unset, metavar="FILE_OR_DIR",
+                     help="nas: the architecture spec (a JSON file, a search folder's best.json, or a nas run "
+                          "folder); the input size defaults to the spec's")
     how = p.add_argument_group("how it runs")
     how.add_argument("--seed", type=int, default=unset)
     how.add_argument("--amp", action=argparse.BooleanOptionalAction, default=unset,
@@ -433,6 +451,205 @@ def _add_training_commands(commands) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(run=_cmd_predict)
+
+
+def _nas_search_settings(args: argparse.Namespace) -> dict:
+    """The search settings given on the command line (unset flags are absent: the defaults, or on --resume the
+    saved search's, stand)."""
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("command", "nas_command", "run", "resume", "out")}
+    space = {k: settings.pop(k) for k in ("filter_sizes", "num_filters", "strides") if k in settings}
+    if space:
+        settings["space"] = space
+    for key in ("train_settings", "enas"):
+        if key in settings:
+            settings[key] = dict(settings[key])
+    if "input_size" in settings:
+        if len(settings["input_size"]) != 3:
+            raise ValueError(f"--input-size takes channels x height x width, e.g. 1x16x16; got "
+                             f"{'x'.join(map(str, settings['input_size']))}")
+    return settings
+
+
+def _default_search_out(method: str, data: str) -> str:
+    from pathlib import Path
+
+    from .io import first_free_folder
+    from .nas.folder import SearchFolder
+
+    data_name = data if data == "digits" else Path(data).expanduser().resolve().name
+    return str(first_free_folder(Path("runs") / f"nas-{method}-{data_name}", lambda p: SearchFolder(p).holds_search()))
+
+
+def _cmd_nas_search(args: argparse.Namespace) -> int:
+    from .nas.folder import SearchFolder
+    from .nas.search import SearchConfig, search
+
+    try:
+        settings = _nas_search_settings(args)
+        if args.resume:
+            if args.out and args.out != args.resume:
+                raise ValueError(f"--resume continues the search in {args.resume}; --out {args.out} names another "
+                                 f"folder (leave --out out)")
+            saved = SearchFolder(args.resume).read_config()
+            space = {**saved.get("space", {}), **settings.pop("space", {})}
+            config = SearchConfig.from_dict({**saved, **settings, "space": space})
+            out = args.resume
+        else:
+            config = SearchConfig.for_method(settings)
+            out = args.out or _default_search_out(config.method, config.data)
+        search(config, out, resume=bool(args.resume), console=_console())
+    except KeyboardInterrupt:
+        print("\ninterrupted; the search's state after its last finished child is saved: continue with "
+              "`convzoo nas search --resume SEARCH_FOLDER`", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as err:
+        if isinstance(err, ConvzooError):
+            raise
+        print(f"convzoo nas search: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _architecture_text(spec: dict | None) -> str:
+    """A spec in one line: per layer filters@heightxwidth, /s2 for a stride, <0,2 for its inputs."""
+    if not spec:
+        return "-"
+    parts = []
+    for layer in spec["layers"]:
+        text = f"{layer['num_filters']}@{layer['filter_height']}x{layer['filter_width']}"
+        if layer["stride"] != 1:
+            text += f"/s{layer['stride']}"
+        if layer["inputs"]:
+            text += "<" + ",".join(map(str, layer["inputs"]))
+        parts.append(text)
+    return " ".join(parts)
+
+
+def _cmd_nas_show(args: argparse.Namespace) -> int:
+    from .nas.folder import SearchFolder, best_row, plot_rewards
+
+    console = _console()
+    # Folders side by side are usually siblings: name each by its path below their common parent.
+    parent = os.path.commonpath([os.path.abspath(p) for p in args.folders]) if len(args.folders) > 1 else ""
+    boards = {}
+    for path in args.folders:
+        folder = SearchFolder(path)
+        rows = folder.read_leaderboard()
+        config = folder.read_config() if folder.config.is_file() else {}
+        boards[os.path.relpath(os.path.abspath(path), parent) if parent else path] = (config, rows)
+    overview = Table(title="searches" + (f" in {parent}" if parent else "") + " (reward: the child's best validation "
+                           "accuracy of its last epochs, as a fraction, cubed; best, and mean of the last quarter)",
+                     title_justify="left")
+    for column in ("folder", "method", "scored", "trained", "dup", "best reward", "val acc", "params",
+                   "last 1/4 mean", "train s"):
+        overview.add_column(column, justify="left" if column in ("folder", "method") else "right")
+    for path, (config, rows) in boards.items():
+        best = best_row(rows)
+        last = [r["reward"] for r in rows[len(rows) - max(len(rows) // 4, 1):]]
+        overview.add_row(
+            path, str(rows[0]["method"] if rows else config.get("method", "?")), str(len(rows)),
+            str(sum(bool(r.get("run")) for r in rows)), str(sum(r.get("duplicate_of") is not None for r in rows)),
+            "-" if best is None else f"{best['reward']:.4f} (#{best['index']})",
+            "-" if best is None or best["val_accuracy"] is None else f"{best['val_accuracy']:.2f}%",
+            "-" if best is None or best.get("params") is None else f"{best['params']:,}",
+            f"{sum(last) / len(last):.4f}" if last else "-",
+            f"{sum(r.get('train_seconds') or 0 for r in rows):.0f}")
+    console.print(overview)
+    for path, (config, rows) in boards.items():
+        top = sorted(rows, key=lambda r: (-r["reward"], r["index"]))[:args.top]
+        table = Table(title=f"{path}: top {len(top)} of {len(rows)}", title_justify="left")
+        for column in ("rank", "#", "layers", "reward", "val acc", "params", "MACs", "train s", "architecture"):
+            table.add_column(column, justify="left" if column == "architecture" else "right")
+        for rank, row in enumerate(top, 1):
+            table.add_row(str(rank), str(row["index"]), str(row["num_layers"]), f"{row['reward']:.4f}",
+                          "-" if row["val_accuracy"] is None else f"{row['val_accuracy']:.2f}%",
+                          "-" if row.get("params") is None else f"{row['params']:,}",
+                          "-" if row.get("macs") is None else f"{row['macs']:,}",
+                          f"{row.get('train_seconds') or 0:.1f}", _architecture_text(row.get("spec")))
+        console.print(table)
+    console.print("Search accuracy is not final accuracy: it is measured on the validation split after a short "
+                  "training (or with shared weights). Retrain the winner from scratch and judge it on the test split: "
+                  "`convzoo train nas --spec FOLDER/best.json`.")
+    if args.out:
+        plot_rewards({f"{path} ({rows[0]['method'] if rows else '?'})": [r["reward"] for r in rows]
+                      for path, (_, rows) in boards.items()}, args.out, title="reward against sampled architecture")
+        print(f"chart written to {args.out}")
+    return 0
+
+
+def _int_list(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _add_nas_commands(commands) -> None:
+    from .nas.executor import EXECUTORS
+    from .nas.search import METHODS
+    from .training.optim import OPTIMIZERS
+
+    unset = argparse.SUPPRESS  # only flags the user gives override the defaults (or a resumed search's settings)
+    nas = commands.add_parser("nas", help="neural architecture search: search, show",
+                              description="Neural architecture search (Zoph & Le 2016; ENAS, Pham et al. 2018).")
+    sub = nas.add_subparsers(dest="nas_command", required=True, metavar="NAS_COMMAND")
+    p = sub.add_parser("search", help="search architectures; writes a search folder (leaderboard, best.json)",
+                       description="Sample architectures, train and score each (or share weights: enas), learn from "
+                                   "the rewards. Defaults are Zoph & Le's where the paper gives them; see "
+                                   "docs/nas.md. Retrain the winner with `convzoo train nas --spec DIR/best.json`.")
+    p.add_argument("--method", choices=METHODS, default=unset, help="reinforce (default), random, or enas")
+    p.add_argument("--data", default=unset, help="'digits' (default) or a data folder (see `convzoo train --help`)")
+    p.add_argument("--budget", type=int, default=unset, metavar="N", help="architectures to sample (default 64)")
+    p.add_argument("--workers", type=int, default=unset, metavar="N", help="children trained at once (processes)")
+    p.add_argument("--executor", choices=EXECUTORS, default=unset,
+                   help="local (this machine's processes) or ray (a Ray cluster; pip install ray)")
+    p.add_argument("--out", default=None, metavar="DIR", help="search folder (default: runs/nas-METHOD-DATA)")
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the search in DIR exactly (a larger --budget extends it)")
+    p.add_argument("--seed", type=int, default=unset)
+    space = p.add_argument_group("search space")
+    space.add_argument("--input-size", type=_input_size, default=unset, metavar="CxHxW",
+                       help="the children's input, e.g. 1x16x16 (default)")
+    space.add_argument("--val-split", type=float, default=unset, metavar="F", help="held out for the reward")
+    space.add_argument("--filter-sizes", type=_int_list, nargs="+", default=unset, metavar="N",
+                       help="filter heights and widths (default 1 3 5 7)")
+    space.add_argument("--num-filters", type=_int_list, nargs="+", default=unset, metavar="N",
+                       help="numbers of filters (default 24 36 48 64)")
+    space.add_argument("--strides", type=_int_list, nargs="+", default=unset, metavar="N",
+                       help="strides (default 1; 1 2 3 searches them)")
+    space.add_argument("--start-layers", type=int, default=unset, metavar="N", help="s0 (paper: 6)")
+    space.add_argument("--add-layers", type=int, default=unset, metavar="N", help="depth step (paper: 2)")
+    space.add_argument("--add-layers-every", type=int, default=unset, metavar="N",
+                       help="samples between depth steps (paper: 1600)")
+    ctl = p.add_argument_group("controller (REINFORCE)")
+    ctl.add_argument("-m", "--children-per-update", type=int, default=unset, metavar="M", help="paper: 8")
+    ctl.add_argument("--controller-lr", type=float, default=unset, help="Adam (paper: 6e-4)")
+    ctl.add_argument("--controller-hidden-size", type=int, default=unset, metavar="N", help="paper: 35")
+    ctl.add_argument("--controller-lstm-layers", type=int, default=unset, metavar="N", help="paper: 2")
+    ctl.add_argument("--controller-init-range", type=float, default=unset, help="paper: 0.08")
+    ctl.add_argument("--baseline-decay", type=float, default=unset, help="of the EMA baseline (default 0.95)")
+    ctl.add_argument("--entropy-weight", type=float, default=unset, help="entropy bonus (default 0: none)")
+    child = p.add_argument_group("child training")
+    child.add_argument("--epochs", type=int, default=unset, metavar="N", help="per child (default 10; paper 50)")
+    child.add_argument("--reward-epochs", type=int, default=unset, metavar="K",
+                       help="reward: best validation accuracy of the last K epochs, cubed (paper: 5)")
+    child.add_argument("-b", "--batch-size", type=int, default=unset, metavar="N")
+    child.add_argument("--opt", choices=OPTIMIZERS, default=unset, help="default sgd_nesterov (paper)")
+    child.add_argument("--lr", type=float, default=unset, help="default 0.1 (paper)")
+    child.add_argument("--momentum", type=float, default=unset)
+    child.add_argument("--wd", "--weight-decay", dest="weight_decay", type=float, default=unset)
+    child.add_argument("--train-arg", dest="train_settings", type=_model_arg, action="append", default=unset,
+                       metavar="KEY=VALUE", help="another `convzoo train` setting for every child, e.g. "
+                                                 "random_crop_padding=1")
+    p.add_argument("--enas-arg", dest="enas", type=_model_arg, action="append", default=unset, metavar="KEY=VALUE",
+                   help="an ENAS setting (see docs/nas.md), e.g. controller_steps=20")
+    p.set_defaults(run=_cmd_nas_search)
+
+    p = sub.add_parser("show", help="leaderboards of search folders, side by side; --out draws their rewards")
+    p.add_argument("folders", nargs="+", metavar="DIR", help="search folders (e.g. a reinforce and a random search)")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="rows of each leaderboard (default 10)")
+    p.add_argument("--out", default=None, metavar="rewards.png", help="one chart, one curve per folder")
+    p.set_defaults(run=_cmd_nas_show)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -487,6 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_bench)
 
     _add_training_commands(commands)
+    _add_nas_commands(commands)
     return parser
 
 

@@ -49,3 +49,12 @@ class RunFolderError(ConvzooError, ValueError):
 
 class TrainingDivergedError(ConvzooError, FloatingPointError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+class SpecError(ConvzooError, ValueError):
+    """A NAS architecture spec that is not valid; the message names the field (e.g. `layers[3].filter_height`)
+    and what it may hold."""
+
+
+class SpecFileNotFoundError(SpecError, FileNotFoundError):
+    """A NAS spec path that does not exist."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -45,3 +46,13 @@ def _current_umask() -> int:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def first_free_folder(base: str | os.PathLike, taken: Callable[[Path], bool]) -> Path:
+    """`base`, or the first of base-2, base-3, ... that `taken` says is free (a run's or search's default
+    folder: a new run never lands in an earlier one)."""
+    candidate, number = Path(base), 1
+    while taken(candidate):
+        number += 1
+        candidate = Path(base).with_name(f"{Path(base).name}-{number}")
+    return candidate

@@ -64,6 +64,7 @@ class ModelCard:
 class _Entry:
     card: ModelCard
     builder: Callable[..., nn.Module]
+    input_size_from_args: Callable[[dict], tuple[int, int, int]] | None = None
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -85,10 +86,13 @@ def register_model(
     notes: str = "",
     name: str | None = None,
     same_as: str | None = None,
+    input_size_from_args: Callable[[dict], tuple[int, int, int]] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a builder under its function name (or `name`) with a ModelCard built from the arguments.
 
-    The builder is called as builder(num_classes=..., in_chans=..., **user_kwargs)."""
+    The builder is called as builder(num_classes=..., in_chans=..., **user_kwargs). A network whose arguments
+    decide its input (a NAS spec) gives `input_size_from_args(user_kwargs) -> (C, H, W)`; see
+    `default_input_size`."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
 
@@ -101,7 +105,7 @@ def register_model(
             min_input_size=tuple(min_input_size), params=params, num_classes=num_classes, macs=macs,
             reported=dict(reported or {}), notes=notes, same_as=same_as,
         )
-        _REGISTRY[model_name] = _Entry(card, builder)
+        _REGISTRY[model_name] = _Entry(card, builder, input_size_from_args)
         return builder
 
     return decorate
@@ -143,6 +147,15 @@ def list_models(pattern: str | Iterable[str] | None = None, task: str | None = N
 def model_card(name: str) -> ModelCard:
     """The card of a registered model: paper, year, input sizes, reference parameter count, reported errors."""
     return _entry(name).card
+
+
+def default_input_size(name: str, model_args: dict | None = None) -> tuple[int, int, int]:
+    """The (C, H, W) a network built with `model_args` is meant for: the card's, unless the network's arguments
+    decide it (the spec of `nas`). The engine trains at this size when no --input-size is given."""
+    entry = _entry(name)
+    if entry.input_size_from_args is not None:
+        return tuple(entry.input_size_from_args(dict(model_args or {})))
+    return entry.card.input_size
 
 
 class InputGuard:
@@ -204,7 +217,7 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
                              f"{card.name} as an encoder pass features_only=True too")
         kwargs["output_stride"] = output_stride  # the segmentation network's own (DeepLab v3/v3+, PSPNet, FCN)
     num_classes = card.num_classes if num_classes is None else int(num_classes)
-    in_chans = card.input_size[0] if in_chans is None else int(in_chans)
+    in_chans = default_input_size(name, kwargs)[0] if in_chans is None else int(in_chans)
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     if in_chans < 1:
@@ -219,6 +232,9 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
         kwargs = {**kwargs, "features_only": True, "out_indices": model.out_indices, "output_stride": output_stride}
     # Plain attributes (not buffers): they never enter the state dict, so checkpoints stay torchvision's.
     model.card = card
+    # A builder may resolve an argument (a spec file into the spec itself): its `resolved_args` are recorded in
+    # place of what was passed, so a checkpoint rebuilds the network without the file.
+    kwargs = {**kwargs, **getattr(model, "resolved_args", {})}
     model.model_args = {"name": card.name, "num_classes": num_classes, "in_chans": in_chans, **kwargs}
     # A builder may know a tighter minimum for its arguments (e.g. a different output stride).
     min_size = getattr(model, "min_input_size", card.min_input_size)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from convzoo.training import make_config, train
 from convzoo.training.checkpoint import RunFolder
-from convzoo.training.speed import MARGIN, choose_speed_options
+from convzoo.training.speed import MARGIN, cache_path, choose_speed_options
 
 
 class VirtualClock:
@@ -110,6 +111,25 @@ def test_the_engine_records_its_choice_and_keeps_it_on_resume(shapes, tmp_path, 
     train(longer, resume=True, console=quiet)
     resumed = json.loads((out / "config.json").read_text())["resolved"]["speed"]
     assert resumed == {"channels_last": speed["channels_last"], "amp": speed["amp"], "how": "resumed", "step_ms": {}}
+
+
+def test_the_same_configuration_reuses_the_machines_choice_and_trains_to_the_same_weights(shapes, tmp_path, quiet):
+    runs = [tmp_path / "first", tmp_path / "second"]
+    for out in runs:
+        train(make_config("lenet5", data=str(shapes), out=str(out), epochs=1, batch_size=16, threads=1),
+              console=quiet)
+    first, second = (json.loads((out / "config.json").read_text())["resolved"]["speed"] for out in runs)
+    assert (first["how"], second["how"]) == ("measured", "cached")
+    assert second == {**first, "how": "cached"}
+    cached = json.loads(cache_path().read_text())
+    assert [{k: v for k, v in entry.items() if k != "step_ms"} for entry in cached.values()] == \
+        [{"channels_last": first["channels_last"], "amp": first["amp"]}]
+    weights = [load_file(str(out / "last.safetensors")) for out in runs]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    # another batch size is another configuration: measured anew
+    other = tmp_path / "other"
+    train(make_config("lenet5", data=str(shapes), out=str(other), epochs=1, batch_size=8, threads=1), console=quiet)
+    assert json.loads((other / "config.json").read_text())["resolved"]["speed"]["how"] == "measured"
 
 
 def test_a_deterministic_run_does_not_measure(shapes, tmp_path, quiet):

@@ -26,7 +26,7 @@ from rich.text import Text
 from torch import nn
 
 from ..errors import InputSizeError
-from ..registry import create_model, model_card
+from ..registry import create_model, default_input_size, model_card
 from .receptive_field import TensorField
 from .trace import CallNode, trace_model
 
@@ -213,6 +213,11 @@ def summary(model_or_name: nn.Module | str, input_size: tuple[int, ...] | None =
     else:
         raise TypeError(f"summary() takes an nn.Module or a registered model name, got {type(model_or_name).__name__}")
     name = card.name if card is not None else type(model).__name__
+    model_args = getattr(model, "model_args", None)
+    if input_size is None and card is not None and model_args:
+        # What the network was built for: its arguments may decide the input (a NAS spec) or its channels.
+        channels, height, width = default_input_size(card.name, model_args)
+        input_size = (model_args.get("in_chans", channels), height, width)
     input_size = _check_input_size(input_size, card, name)
 
     trace = trace_model(model, input_size, name=name, copy_model=copy_model)

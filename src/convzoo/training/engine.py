@@ -11,7 +11,9 @@ checkpoint on the test split. The configuration is plain values (TrainConfig), w
 Reproducibility: every random generator is re-seeded at the start of each epoch from (seed, epoch, rank), so
 an epoch's shuffling, augmentation and dropout depend on nothing that happened before it. With the weights,
 optimizer and schedule state saved after every epoch, a resumed run therefore repeats exactly what the
-uninterrupted run would have done (bit for bit on CPU).
+uninterrupted run would have done (bit for bit on CPU). channels_last and bf16 autocast are chosen by timing
+(training/speed.py); the choice is kept on resume and cached per machine and configuration, so repeated runs
+of one configuration on one machine also train to the same weights.
 """
 from __future__ import annotations
 
@@ -29,14 +31,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ..errors import InputSizeError, RunFolderError, TrainingDivergedError
-from ..registry import create_model, model_card
+from ..io import first_free_folder
+from ..registry import create_model, default_input_size, model_card
 from ..weights import read_state_dict
 from . import distributed
 from .checkpoint import RunFolder, describe_checkpoint, finite_or_none, save_checkpoint
 from .metrics import plot_confusion_matrix, plot_learning_curves
 from .optim import LRSchedule, build_optimizer
 from .progress import EpochProgress, epoch_line
-from .speed import SpeedChoice, choose_speed_options, combination_name
+from .speed import (SpeedChoice, cache_key, cached_choice, choose_speed_options, combination_name,
+                    remember_choice)
 from .tasks import Task, build_task, check_data_for_task
 
 # LeNet-5 reads 28x28 digits centred in a 32x32 field (LeCun et al. 1998, section III-A): its default border.
@@ -53,7 +57,7 @@ class TrainConfig:
     recipe: str | None = None
     task: str | None = None                     # None: the model card's (classification or segmentation)
     # the data as the network sees it
-    input_size: tuple[int, int] | None = None   # (H, W); None: the model card's
+    input_size: tuple[int, int] | None = None   # (H, W); None: the card's (a NAS spec's)
     border: int | None = None                   # black pixels around the image; None: 2 for LeNet-5, else 0
     val_split: float = 0.1
     skip_bad: bool = False
@@ -141,8 +145,9 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
         task_name = config.task or card.task
         if task_name != card.task:
             raise ValueError(f"{card.name} is a {card.task} network; it cannot be trained for {task_name}")
-        height, width = config.input_size or card.input_size[1:]
-        input_size = (card.input_size[0], int(height), int(width))
+        meant_for = default_input_size(card.name, config.model_args)  # the card's, or e.g. a NAS spec's
+        height, width = config.input_size or meant_for[1:]
+        input_size = (meant_for[0], int(height), int(width))
         border = config.border if config.border is not None else (LENET_BORDER if card.family == "lenet" else 0)
 
         run = RunFolder(config.out or _default_out(config))
@@ -263,7 +268,8 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                 train_metrics = meter.compute(task.classes)
 
                 _sync_buffers(network, ctx)
-                val_metrics = evaluate(network, val_loader, task, ctx=ctx, autocast=speed.amp,
+                # Evaluation in float32 whatever the training's precision: the figures `convzoo eval` repeats.
+                val_metrics = evaluate(network, val_loader, task, ctx=ctx, autocast=False,
                                        channels_last=speed.channels_last)
                 metric = val_metrics[task.primary_metric]
                 if metric is None:  # no class occurs in the split (an mIoU of nothing): the worst score
@@ -301,7 +307,7 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
         # --- the best checkpoint on the test split
         ctx.barrier()  # rank 0 has written best.safetensors
         network.load_state_dict(read_state_dict(run.best))
-        test_metrics = evaluate(network, test_loader, task, ctx=ctx, autocast=speed.amp,
+        test_metrics = evaluate(network, test_loader, task, ctx=ctx, autocast=False,
                                 channels_last=speed.channels_last)
         results = {"model": card.name, "data": config.data, "split": test_split, "checkpoint": run.best.name,
                    "epoch": best_epoch, **{k: finite_or_none(v) for k, v in test_metrics.items()},
@@ -337,15 +343,22 @@ def evaluate(network: nn.Module, loader: DataLoader, task: Task, *, ctx: distrib
 
 def _speed_choice(network: nn.Module, task: Task, loader: DataLoader, config: TrainConfig, state: dict | None,
                   ctx: distributed.Distributed) -> SpeedChoice:
-    """channels_last and bf16 autocast: as the user set them, as the resumed run had them, or measured on the
-    first batch (training/speed.py); under several processes the first one's measurement holds for all."""
+    """channels_last and bf16 autocast: as the user set them, as the resumed run had them, as this machine's
+    cache has them for this configuration, or measured on the first batch (training/speed.py); under several
+    processes the first one's choice holds for all."""
     if state is not None and "speed" in state:
         return SpeedChoice(channels_last=state["speed"]["channels_last"], amp=state["speed"]["amp"], how="resumed")
     if config.deterministic:  # a measurement's outcome varies from run to run; a deterministic run must not
         return SpeedChoice(channels_last=bool(config.channels_last), amp=bool(config.amp), how="set")
     images, targets = next(iter(loader))  # the shuffling and augmentation random state is re-seeded per epoch
-    choice = choose_speed_options(network, task.loss, images.to(ctx.device), targets.to(ctx.device),
-                                  channels_last=config.channels_last, amp=config.amp)
+    images, targets = images.to(ctx.device), targets.to(ctx.device)
+    key = cache_key(network.model_args, images, task.name, config.channels_last, config.amp)
+    choice = cached_choice(key)
+    if choice is None:
+        choice = choose_speed_options(network, task.loss, images, targets, channels_last=config.channels_last,
+                                      amp=config.amp)
+        if ctx.is_main and choice.how == "measured":
+            remember_choice(key, choice)
     if ctx.enabled:
         flags = torch.tensor([int(choice.channels_last), int(choice.amp)] if ctx.is_main else [0, 0],
                              device=ctx.device)
@@ -408,12 +421,7 @@ def _diverged_message(what: str, epoch: int, step_in_epoch: int, steps: int, ste
 
 def _default_out(config: TrainConfig) -> str:
     data_name = config.data if config.data == "digits" else Path(config.data).expanduser().resolve().name
-    base = Path("runs") / f"{config.model}-{data_name}"
-    candidate, number = base, 1
-    while RunFolder(candidate).holds_run():
-        number += 1
-        candidate = base.with_name(f"{base.name}-{number}")
-    return str(candidate)
+    return str(first_free_folder(Path("runs") / f"{config.model}-{data_name}", lambda p: RunFolder(p).holds_run()))
 
 
 def _versions() -> dict:
