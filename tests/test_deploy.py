@@ -256,3 +256,17 @@ def test_every_network_with_batch_norms_keeps_its_outputs(name):
             # must be about as close to the float64 result as the original is.
             exact = copy.deepcopy(model).double()(x.double())
             assert relative_error(exact, got.double()) <= 4 * relative_error(exact, expected.double()), error
+
+
+def test_the_compiled_path_compiles_with_freezing_and_leaves_the_setting_as_it_was():
+    import torch._inductor.config as inductor_config
+
+    from convzoo.deploy import _with_freezing
+
+    seen = []
+    frozen = _with_freezing(lambda x: seen.append(inductor_config.freezing) or x + 1)
+    before = inductor_config.freezing
+    assert frozen(1) == 2 and seen == [True]
+    assert inductor_config.freezing == before
+    fast = optimize_for_inference(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval(), compile=True)
+    assert fast.forward.__wrapped__ is not None and fast.fold_report.folded == [("0", "1")]
