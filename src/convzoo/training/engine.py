@@ -408,7 +408,7 @@ def find_lr(config: TrainConfig, *, out: str | Path | None = None, start: float 
     console = console or Console()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    ctx = distributed.setup("cpu" if config.device == "auto" else config.device)
+    ctx = distributed.setup(config.device)
     try:
         card = model_card(config.model)
         input_size, border = _input_geometry(config, card)
