@@ -387,8 +387,9 @@ def _learning_rate(config: TrainConfig, network: nn.Module, task: Task, loader: 
                                     device=ctx.device)))
     if ctx.is_main:
         result.save(folder.lr_find_json, folder.lr_find_png, title=f"{config.model} on {config.data}")
-        console.print(f"--lr auto: the learning-rate finder suggests {lr:.3g} (steepest descent; the minimum / 10 "
-                      f"is {result.min_over_10:.3g}); curve in {folder.lr_find_png}", highlight=False, soft_wrap=True)
+        console.print(f"--lr auto: the learning-rate finder suggests {lr:.3g} (the minimum of the loss; its steepest "
+                      f"descent is at {result.steepest:.3g}); curve in {folder.lr_find_png}", highlight=False,
+                      soft_wrap=True)
     return lr
 
 
