@@ -112,3 +112,11 @@ def user_error_message(err: BaseException) -> str:
 
 class CorruptFileError(ConvzooError, ValueError):
     """A file convzoo wrote that cannot be read back (truncated, edited, not JSON); the message names it."""
+
+
+class OutputExistsError(ConvzooError, ValueError):
+    """A file to write exists already and the caller did not ask to replace it (`--force`, overwrite=True)."""
+
+
+class DrawError(ConvzooError, ValueError):
+    """A drawing that cannot be made as asked: an unknown format or direction, a bad depth."""

@@ -102,3 +102,17 @@ def test_no_validation_images_is_refused_not_trained(shapes, tmp_path, capsys, q
     with pytest.raises(DataError, match="no validation images.*--val-split 0.1"):
         train(make_config("lenet5", data=str(shapes), out=str(tmp_path / "run"), val_split=0, epochs=1), console=quiet)
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_lr_find_writes_the_curve_and_prints_the_suggestion(shapes, tmp_path, capsys):
+    out = tmp_path / "lr"
+    assert main(["lr-find", "lenet5", "--data", str(shapes), "--out", str(out), "-b", "16", "--threads", "1",
+                 "--lr-find-steps", "20", "--start-lr", "1e-4", "--end-lr", "1"]) == 0
+    printed = capsys.readouterr().out
+    found = json.loads((out / "lr_find.json").read_text())
+    assert len(found["lrs"]) <= 20 and found["lrs"][0] == 1e-4
+    assert 1e-4 <= found["suggestion"] <= 1 and f"{found['suggestion']:.3g}" in printed
+    assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit):
+        main(["train", "lenet5", "--data", str(shapes), "--lr", "fast"])
+    assert "--lr takes a number or 'auto'" in capsys.readouterr().err
