@@ -115,4 +115,4 @@ def test_lr_find_writes_the_curve_and_prints_the_suggestion(shapes, tmp_path, ca
     assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(SystemExit):
         main(["train", "lenet5", "--data", str(shapes), "--lr", "fast"])
-    assert "--lr takes a number or 'auto'" in capsys.readouterr().err
+    assert "--lr takes a number above 0 or 'auto'" in capsys.readouterr().err
