@@ -12,7 +12,7 @@ from rich.table import Table
 
 from .analysis import CONVENTIONS, summary
 from .analysis.compare import compare, complexity_chart
-from .errors import ConvzooError
+from .errors import ConvzooError, MemoryEstimateError
 from .registry import list_models, model_card
 
 _REPORTED_NAMES = {
@@ -157,7 +157,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
-_RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out")
+_RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out", "force")
+_FORCE_HELP = ("run even if the estimated peak memory exceeds what the machine has available (the estimate is "
+               "shown in the first line; without --force such a run stops before allocating, naming what fits)")
+# The spellings of the flags a memory refusal may change (MemoryEstimateError.fixes), to rewrite the command.
+_FLAG_SPELLINGS = {"-b": ("-b", "--batch-size"), "--input-size": ("--input-size",),
+                   "--batch-sizes": ("--batch-sizes",), "--input-sizes": ("--input-sizes",)}
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -419,6 +424,7 @@ def _add_training_commands(commands) -> None:
     how.add_argument("--device", default=unset, help="auto (default), cpu, cuda, cuda:1")
     how.add_argument("-j", "--workers", type=int, default=unset, metavar="N", help="data loading processes")
     how.add_argument("--threads", type=int, default=unset, metavar="N", help="CPU threads per process")
+    how.add_argument("--force", action="store_true", default=unset, help=_FORCE_HELP)
     p.set_defaults(run=_cmd_train)
 
     p = commands.add_parser("eval", help="evaluate checkpoints (and their ensemble) on a data set")
@@ -708,12 +714,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_with(argv: Sequence[str], fixes: Sequence[tuple[str, str]]) -> str:
+    """The command `argv` (without the program name) with each (flag, value) of `fixes` set: an earlier value
+    of the flag, under any of its spellings, is dropped."""
+    words = list(argv)
+    for flag, value in fixes:
+        spellings = _FLAG_SPELLINGS.get(flag, (flag,))
+        kept, skipping = [], False
+        for word in words:
+            if word in spellings or any(word.startswith(f"{s}=") for s in spellings if s.startswith("--")):
+                skipping = word in spellings  # "--flag value...": drop the values that follow too
+                continue
+            if skipping and not word.startswith("-"):
+                continue
+            skipping = False
+            kept.append(word)
+        words = kept + [flag, *value.split()]
+    return "convzoo " + " ".join(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except ConvzooError as err:
-        print(f"convzoo {args.command}: error: {err}", file=sys.stderr)
+        message = str(err)
+        if isinstance(err, MemoryEstimateError) and err.fixes:
+            message += ". A command that fits: " + " ; ".join(command_with(argv, [fix]) for fix in err.fixes)
+        print(f"convzoo {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -32,13 +32,15 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ..errors import InputSizeError, RunFolderError, TrainingDivergedError
 from ..io import first_free_folder
-from ..registry import create_model, default_input_size, model_card
+from ..data.facts import source_facts
+from ..registry import create_model, model_card
 from ..weights import read_state_dict
 from . import distributed
 from .checkpoint import RunFolder, describe_checkpoint, finite_or_none, save_checkpoint
 from .metrics import plot_confusion_matrix, plot_learning_curves
 from .optim import LRSchedule, build_optimizer
 from .progress import EpochProgress, epoch_line
+from .sizes import check_memory, training_input_size
 from .speed import (SpeedChoice, cache_key, cached_choice, choose_speed_options, combination_name,
                     remember_choice)
 from .tasks import Task, build_task, check_data_for_task
@@ -93,6 +95,7 @@ class TrainConfig:
     workers: int = 0
     threads: int | None = None                  # CPU threads per process (torch.set_num_threads); None: torch's
     out: str | None = None
+    force: bool = False                         # run even when the memory estimate exceeds what is available
 
     def __post_init__(self) -> None:
         for name in ("input_size", "scale_jitter", "lr_steps"):
@@ -145,9 +148,9 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
         task_name = config.task or card.task
         if task_name != card.task:
             raise ValueError(f"{card.name} is a {card.task} network; it cannot be trained for {task_name}")
-        meant_for = default_input_size(card.name, config.model_args)  # the card's, or e.g. a NAS spec's
-        height, width = config.input_size or meant_for[1:]
-        input_size = (meant_for[0], int(height), int(width))
+        facts = source_facts(config.data)
+        input_size, size_from = training_input_size(config, card, facts)
+        memory = check_memory(config, card, input_size, facts, resume=resume)  # before anything large exists
         border = config.border if config.border is not None else (LENET_BORDER if card.family == "lenet" else 0)
 
         run = RunFolder(config.out or _default_out(config))
@@ -218,13 +221,15 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                               "resolved": {"task": task.name, "input_size": list(input_size), "border": border,
                                            "device": str(ctx.device), "processes": ctx.world_size,
                                            "global_batch_size": config.batch_size * ctx.world_size,
-                                           "steps_per_epoch": len(train_loader), "speed": speed.to_dict()},
+                                           "steps_per_epoch": len(train_loader), "speed": speed.to_dict(),
+                                           "input_size_from": size_from, "memory": memory.to_dict()},
                               "data": data_description, "versions": _versions()})
             console.print(
                 f"{'resuming' if state else 'training'} {card.name} ({sum(p.numel() for p in network.parameters()):,}"
                 f" parameters) on {config.data}: {len(data.train)} train / {len(data.val)} val / "
                 f"{len(data.test) if data.test is not None else 0} test images at "
-                f"{'x'.join(map(str, input_size))}, {len(data.classes)} classes; recipe {config.recipe or 'none'}; "
+                f"{'x'.join(map(str, input_size))} ({size_from}), {len(data.classes)} classes; "
+                f"recipe {config.recipe or 'none'}; {memory.text()}; "
                 f"{combination_name(speed.channels_last, speed.amp)} ({speed.how}); "
                 f"{ctx.device.type} x{ctx.world_size}; run folder {run.path}"
                 + (f"; skipped {len(data.skipped)} unreadable images (listed in config.json)" if data.skipped else ""),
