@@ -273,7 +273,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     try:
         results = evaluate_checkpoints(args.checkpoints, args.data, split=args.split, crops=args.crops,
                                        batch_size=args.batch_size, device=args.device, skip_bad=args.skip_bad,
-                                       crf=_crf(args))
+                                       crf=_crf(args), force=args.force)
     except ValueError as err:
         if isinstance(err, ConvzooError):
             raise
@@ -332,7 +332,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     try:
         predictions = predict_images(args.checkpoint, args.images, top=args.top, crops=args.crops,
-                                     device=args.device, out=args.out, crf=_crf(args))
+                                     device=args.device, out=args.out, crf=_crf(args), force=args.force)
     except ValueError as err:
         if isinstance(err, ConvzooError):
             raise
@@ -442,6 +442,7 @@ def _add_training_commands(commands) -> None:
                    metavar="KEY=VALUE", help="a DenseCRF setting (implies --crf), e.g. theta_alpha=6 w_smooth=0: "
                                              "the defaults are the paper's, for photographs")
     p.add_argument("--json", action="store_true", help="print JSON (with per-class accuracy and confusion matrix)")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.set_defaults(run=_cmd_eval)
 
     p = commands.add_parser("predict", help="the most probable classes of image files, or their masks")
@@ -456,6 +457,7 @@ def _add_training_commands(commands) -> None:
                    metavar="KEY=VALUE", help="a DenseCRF setting (implies --crf), e.g. theta_alpha=6")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.set_defaults(run=_cmd_predict)
 
 
@@ -649,6 +651,7 @@ def _add_nas_commands(commands) -> None:
                                                  "random_crop_padding=1")
     p.add_argument("--enas-arg", dest="enas", type=_model_arg, action="append", default=unset, metavar="KEY=VALUE",
                    help="an ENAS setting (see docs/nas.md), e.g. controller_steps=20")
+    p.add_argument("--force", action="store_true", default=unset, help=_FORCE_HELP)
     p.set_defaults(run=_cmd_nas_search)
 
     p = sub.add_parser("show", help="leaderboards of search folders, side by side; --out draws their rewards")

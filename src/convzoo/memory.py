@@ -49,9 +49,12 @@ MIB = 2**20
 # LeNet-5, ResNet-18, a U-Net, MobileNet v2 and VGG-11 for two steps, less their parameters, gradients, momentum
 # and activations as this module counts them, was 98-175 MiB (torch 2.13 CPU, 1 thread); the upper end counts.
 RUNTIME_BYTES = 176 * MIB
-# The measured peak resident set of a command is within [estimate / ESTIMATE_FACTOR, estimate] on the networks
-# of benchmarks/bench_memory.py: the estimate errs high, at most by this factor.
-ESTIMATE_FACTOR = 2.0
+# The measured peak resident set of a command is within [estimate / ESTIMATE_FACTOR, estimate]: the estimate errs
+# high, at most by this factor. benchmarks/bench_memory.py measured 0.73-0.90 of the estimate (LeNet-5, ResNet-18
+# at 64, MobileNet v2 at 96, VGG-11 at 32, a U-Net at 64; one-epoch `convzoo train` runs in fresh processes):
+# erring high because every phase counts its worst case (the resume state serialised twice over, a copy of each
+# batch three times, the backward's buffers as large as the forward's peak).
+ESTIMATE_FACTOR = 1.5
 # A limit this large is no limit (cgroup v1 writes 2**63 rounded down to a page; v2 writes "max").
 _NO_LIMIT = 2**60
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -457,10 +460,11 @@ class TrainingPlan:
     speed_trial: bool = True                    # the first batch trains a copy of the network (training/speed.py)
     resume: bool = False                        # the resume state (weights, optimizer) stays loaded
     data_bytes: int = 0                         # the data set held in memory (the raw images)
-    processes: int = 1
+    processes: int = 1                          # runs at once, each in its own process (a search's workers)
 
 
-def training_guard(plan: TrainingPlan, *, min_size: tuple[int, int] = (1, 1)) -> Guard:
+def training_guard(plan: TrainingPlan, *, min_size: tuple[int, int] = (1, 1),
+                   format_size: Callable[[tuple[int, int]], str] | None = None) -> Guard:
     """The guard of a training run (the engine's `train`, and every NAS child through it)."""
     channels = plan.input_size[0]
     cache: dict[tuple[int, int], NetworkFootprint] = {}
@@ -491,36 +495,45 @@ def training_guard(plan: TrainingPlan, *, min_size: tuple[int, int] = (1, 1)) ->
         if plan.resume:
             for parts in phases.values():
                 parts["resume state loaded"] = weights + states
+        if plan.processes > 1:  # each process holds all of it, and an interpreter with torch of its own
+            n = plan.processes
+            phases = {name: {f"{key} (x{n} processes)": n * value for key, value in parts.items()}
+                      | {f"interpreters of {n - 1} more processes": (n - 1) * baseline_bytes()}
+                      for name, parts in phases.items()}
         return MemoryEstimate(what=f"training {plan.model} at {size[0]}x{size[1]}, batch {batch}",
                               baseline=baseline_bytes(), phases=phases, batch_size=batch,
                               input_size=(channels, *size), largest_layer=net.largest_layer)
 
-    return Guard(estimate_at, batch_size=plan.batch_size, size=tuple(plan.input_size[1:]), min_size=min_size,
-                 smallest_batch=1)
+    guard = Guard(estimate_at, batch_size=plan.batch_size, size=tuple(plan.input_size[1:]), min_size=min_size)
+    if format_size is not None:
+        guard.format_size = format_size
+    return guard
 
 
-def inference_guard(model: str, model_args: dict, input_size: Sequence[int], batch_size: int, *,
-                    networks: int = 1, segmentation: bool = False, data_bytes: int = 0, what: str = "evaluating",
+def inference_guard(networks: Sequence[tuple[str, dict]], input_size: Sequence[int], batch_size: int, *,
+                    num_classes: int, segmentation: bool = False, data_bytes: int = 0, what: str = "evaluating",
                     batch_flag: str | None = "-b") -> Guard:
-    """The guard of evaluation (several networks at once for an ensemble) and prediction (batch 1): the
-    weights, the forward's peak of live tensors, the batch and its outputs. The input size is the
-    checkpoint's, so only the batch may change."""
+    """The guard of evaluation (several networks at once for an ensemble) and prediction (batch 1): every
+    network's weights, the largest forward's peak of live tensors, the batch, and for segmentation each
+    network's per-pixel probabilities (kept for the ensemble). `networks` are (name, arguments) pairs; the input
+    size is the checkpoints', so only the batch may change."""
     channels = int(input_size[0])
-    args = dict(model_args)
-    net = network_footprint(model, input_size, args, args.get("num_classes"))
+    footprints = [network_footprint(name, input_size, args) for name, args in networks]
+    names = sorted({name for name, _ in networks})
+    largest = max(footprints, key=lambda f: f.largest_layer[1]).largest_layer
+    outputs = len(networks) + (len(networks) > 1)  # each network's, and their mean
 
     def estimate_at(batch: int, size: tuple[int, int]) -> MemoryEstimate:
         images = _tensor_bytes(batch, channels, *size)
         targets = _tensor_bytes(batch, *size, itemsize=8) if segmentation else _tensor_bytes(batch, itemsize=8)
-        parts = {"network weights": networks * net.weight_bytes,
-                 "activations": batch * net.inference_activation_bytes,
+        parts = {"network weights": sum(f.weight_bytes for f in footprints),
+                 "activations": batch * max(f.inference_activation_bytes for f in footprints),
                  "batch": 3 * (images + targets), "data set": data_bytes}
-        if segmentation:  # each network's softmax, kept for the ensemble
-            classes = int(args.get("num_classes") or 1)
-            parts["probabilities"] = (networks + (networks > 1)) * _tensor_bytes(batch, classes, *size)
-        return MemoryEstimate(what=f"{what} {model} at {size[0]}x{size[1]}, batch {batch}", baseline=baseline_bytes(),
-                              phases={what: parts}, batch_size=batch, input_size=tuple(input_size),
-                              largest_layer=net.largest_layer)
+        if segmentation:
+            parts["probabilities"] = outputs * _tensor_bytes(batch, num_classes, *size)
+        return MemoryEstimate(what=f"{what} {', '.join(names)} at {size[0]}x{size[1]}, batch {batch}",
+                              baseline=baseline_bytes(), phases={what: parts}, batch_size=batch,
+                              input_size=tuple(input_size), largest_layer=largest)
 
     return Guard(estimate_at, batch_size=batch_size, size=(int(input_size[1]), int(input_size[2])),
                  batch_flag=batch_flag, size_flag=None)

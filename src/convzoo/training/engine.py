@@ -230,6 +230,7 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                 f"{len(data.test) if data.test is not None else 0} test images at "
                 f"{'x'.join(map(str, input_size))} ({size_from}), {len(data.classes)} classes; "
                 f"recipe {config.recipe or 'none'}; {memory.text()}; "
+                + "".join(f"{key}={value}; " for key, value in config.model_args.items() if key != "spec") +
                 f"{combination_name(speed.channels_last, speed.amp)} ({speed.how}); "
                 f"{ctx.device.type} x{ctx.world_size}; run folder {run.path}"
                 + (f"; skipped {len(data.skipped)} unreadable images (listed in config.json)" if data.skipped else ""),

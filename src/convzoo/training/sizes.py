@@ -13,7 +13,7 @@ the network built on the meta device, and refuses a run that would not fit (unle
 from __future__ import annotations
 
 from ..data.facts import SourceFacts
-from ..memory import MemoryEstimate, TrainingPlan, training_guard
+from ..memory import MemoryEstimate, TrainingPlan, inference_guard, training_guard
 from ..registry import ModelCard, default_input_size
 from .optim import optimizer_states
 
@@ -49,3 +49,21 @@ def check_memory(config, card: ModelCard, input_size: tuple[int, int, int], fact
         speed_trial=not config.deterministic and (config.amp is None or config.channels_last is None),
         resume=resume, data_bytes=facts.memory_bytes)
     return training_guard(plan, min_size=card.min_input_size).check(force=config.force)
+
+
+def check_inference_memory(descriptions: list[dict], batch_size: int, data: str | None, *, force: bool,
+                           what: str = "evaluating", batch_flag: str | None = "-b") -> MemoryEstimate:
+    """Evaluation or prediction with checkpoints described by `descriptions` (read from their headers, before
+    any weight is loaded), `batch_size` images at a time (x crops), checked against what the machine has."""
+    from ..data.facts import source_facts
+
+    networks = []
+    for description in descriptions:
+        args = dict(description["model"])
+        networks.append((str(args.pop("name", "?")), args))
+    first = descriptions[0]
+    guard = inference_guard(networks, tuple(first["input_size"]), batch_size,
+                            num_classes=len(first["classes"]), segmentation=first.get("task") == "segmentation",
+                            data_bytes=source_facts(data).memory_bytes if data else 0, what=what,
+                            batch_flag=batch_flag)
+    return guard.check(force=force)
