@@ -236,10 +236,8 @@ def network_footprint(model_name: str, input_size: Sequence[int], model_args: di
 
     if build is None:
         args = dict(model_args or {})
-        if num_classes is not None:
-            args["num_classes"] = num_classes
-        args.setdefault("in_chans", int(input_size[0]))
-        network = build_on_meta(model_name, args)
+        network = build_on_meta(model_name, args, num_classes=num_classes,
+                                in_chans=args.get("in_chans", int(input_size[0])))
     else:
         with torch.device("meta"):
             network = build()
@@ -251,13 +249,18 @@ def network_footprint(model_name: str, input_size: Sequence[int], model_args: di
                             largest_layer=(largest.name or "(model)", largest.params))
 
 
-def build_on_meta(model_name: str, model_args: dict) -> torch.nn.Module:
-    """`create_model(model_name, **model_args)` on the meta device: shapes without storage, at any size."""
+def build_on_meta(model_name: str, model_args: dict, num_classes: int | None = None,
+                  in_chans: int | None = None) -> torch.nn.Module:
+    """`create_model(model_name, num_classes, in_chans, **model_args)` on the meta device: shapes without storage,
+    at any size."""
     from .registry import create_model
 
+    args = {key: value for key, value in model_args.items() if key not in ("num_classes", "in_chans")}
+    num_classes = model_args.get("num_classes", num_classes)
+    in_chans = model_args.get("in_chans", in_chans)
     try:
         with torch.device("meta"):
-            return create_model(model_name, **model_args)
+            return create_model(model_name, num_classes=num_classes, in_chans=in_chans, **args)
     except TypeError as err:  # a --model-arg the network does not take
         raise ModelArgumentError(f"{model_name} does not take the arguments {model_args}: {err}") from err
 
