@@ -389,11 +389,11 @@ class Guard:
         return found
 
     def _fits_at(self, batch: int, size: tuple[int, int], available: Available) -> bool:
-        from .errors import InputSizeError, ModelForwardError
+        from .errors import InputSizeError, ModelForwardError, SpecError
 
         try:
             return self.estimate_at(batch, size).fits(available)
-        except (InputSizeError, ModelForwardError):  # a size the network cannot take: treat as not fitting
+        except (InputSizeError, ModelForwardError, SpecError):  # a size the network cannot take: does not fit
             return False
 
 

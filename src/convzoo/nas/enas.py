@@ -320,6 +320,10 @@ def check_enas_memory(config, settings: EnasSettings, images: int, num_classes: 
     channels = config.input_size[0]
     states = optimizer_states(config.opt, config.momentum)
     cache: dict = {}
+    try:
+        config.space.make_spec(config.space.largest_layers(config.start_layers, config.input_size), config.input_size)
+    except SpecError:  # no child can be built at this input size: the search scores them 0 and trains nothing
+        return None
 
     def estimate_at(batch: int, size: tuple[int, int]) -> MemoryEstimate:
         input_size = (channels, *size)

@@ -373,7 +373,10 @@ def check_search_memory(config: SearchConfig):
 
     facts = source_facts(config.data)
     depth = config.num_layers(config.budget - 1)
-    spec = config.space.make_spec(config.space.largest_layers(depth, config.input_size), config.input_size)
+    try:
+        spec = config.space.make_spec(config.space.largest_layers(depth, config.input_size), config.input_size)
+    except SpecError:  # no child of the space can be built at this input size: none will train (each scores 0)
+        return None
     channels = config.input_size[0]
     plan = TrainingPlan(model="nas", model_args={"spec": spec}, input_size=config.input_size,
                         batch_size=config.batch_size, num_classes=facts.num_classes,
