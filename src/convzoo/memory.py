@@ -469,6 +469,7 @@ class TrainingPlan:
     resume: bool = False                        # the resume state (weights, optimizer) stays loaded
     data_bytes: int = 0                         # the data set held in memory (the raw images)
     processes: int = 1                          # runs at once, each in its own process (a search's workers)
+    weight_copies: int = 0                      # more copies of the weights kept all along (an EMA of them)
 
 
 def training_guard(plan: TrainingPlan, *, min_size: tuple[int, int] = (1, 1),
@@ -489,11 +490,14 @@ def training_guard(plan: TrainingPlan, *, min_size: tuple[int, int] = (1, 1),
         activations = batch * (net.training_activation_bytes + net.inference_activation_bytes)
         eval_activations = batch * net.inference_activation_bytes
         trained = {"network weights": weights, "gradients": params, "optimizer state": states}
+        if plan.weight_copies:
+            trained["averaged weights (EMA)"] = plan.weight_copies * weights
         phases = {
             "training steps": {**trained, "activations": activations, "batch": batch_data,
                                "data set": plan.data_bytes},
             # the resume state serialised into memory (torch.save into a buffer, then its bytes): twice over
-            "checkpoint saves": {**trained, "resume state being written": 2 * (weights + states),
+            "checkpoint saves": {**trained, "resume state being written":
+                                 2 * ((1 + plan.weight_copies) * weights + states),
                                  "evaluation activations": eval_activations, "data set": plan.data_bytes},
         }
         if plan.speed_trial:
