@@ -420,7 +420,9 @@ def find_lr(config: TrainConfig, *, out: str | Path | None = None, start: float 
     ctx = distributed.setup(config.device)
     try:
         card = model_card(config.model)
-        input_size, border = _input_geometry(config, card)
+        facts = source_facts(config.data)
+        input_size, _, border = _input_geometry(config, card, facts)
+        check_memory(config, card, input_size, facts, resume=False)  # the sweep trains, as a run does
         check_data_for_task(config.task or card.task, config.data, card.name)
         data = _load_data(config, input_size, border)
         _, loader, _, _ = _loaders(data, config, ctx)
