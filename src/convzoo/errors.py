@@ -72,3 +72,11 @@ class MemoryEstimateError(ConvzooError, ValueError):
     def __init__(self, message: str, fixes: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message)
         self.fixes = list(fixes or [])
+
+
+class OutputExistsError(ConvzooError, ValueError):
+    """A file to write exists already and the caller did not ask to replace it (`--force`, overwrite=True)."""
+
+
+class DrawError(ConvzooError, ValueError):
+    """A drawing that cannot be made as asked: an unknown format or direction, a bad depth."""
