@@ -838,7 +838,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=_depth, default=None, metavar="N",
                    help="draw each module deeper than N as one box (0: the whole model)")
     p.add_argument("--expand", action="store_true", help="draw every block of a repeated run, not one frame x N")
-    p.add_argument("--direction", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right")
+    p.add_argument("--direction", choices=("TB", "LR", "U"), default="TB",
+                   help="top to bottom (default), left to right, or U (an encoder-decoder: down, across, up)")
     p.add_argument("--force", action="store_true", help="replace files that exist")
     p.add_argument("--course", action="store_true", help="write the course's figures (PNG and SVG) to --out DIR")
     p.set_defaults(run=_cmd_draw)
