@@ -14,7 +14,7 @@ from .analysis import CONVENTIONS, summary
 from .analysis.compare import compare, complexity_chart
 from .argtypes import (ArgumentParser, add_device_argument, add_threads_argument, device, fraction, non_negative_float,
                        non_negative_int, out_file, out_folder, positive_float, positive_int, unit_interval)
-from .errors import ConvzooError, DrawError, Interrupted, user_error_message
+from .errors import ConvzooError, DrawError, Interrupted, MemoryEstimateError, user_error_message
 from .registry import list_models, model_card
 from .runtime import use_threads
 
@@ -167,6 +167,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
+_FORCE_HELP = ("run even if the estimated peak memory exceeds what the machine has available (the estimate is "
+               "shown in the first line; without --force such a run stops before allocating, naming what fits)")
+# The spellings of the flags a memory refusal may change (MemoryEstimateError.fixes), to rewrite the command.
+_FLAG_SPELLINGS = {"-b": ("-b", "--batch-size"), "--input-size": ("--input-size",),
+                   "--batch-sizes": ("--batch-sizes",), "--input-sizes": ("--input-sizes",)}
+
+
 def _image_size(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     if len(parts) not in (1, 2) or not all(part.isdigit() and int(part) > 0 for part in parts):
@@ -278,7 +285,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     protocol = make_protocol(args.protocol, scales=args.scales, flip=args.flip, slide=args.slide)
     results = evaluate_checkpoints(args.checkpoints, args.data, split=args.split, crops=args.crops,
                                    batch_size=args.batch_size, device=args.device, skip_bad=args.skip_bad,
-                                   crf=_crf(args), protocol=protocol)
+                                   crf=_crf(args), protocol=protocol, force=args.force)
     if args.json:
         print(json.dumps([{"checkpoint": r.name, **r.metrics} for r in results], indent=2))
         return 0
@@ -333,7 +340,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .training import predict_images
 
     predictions = predict_images(args.checkpoint, args.images, top=args.top, crops=args.crops,
-                                 device=args.device, out=args.out, crf=_crf(args))
+                                 device=args.device, out=args.out, crf=_crf(args), force=args.force)
     if args.json:
         print(json.dumps(predictions, indent=2))
         return 0
@@ -459,6 +466,7 @@ def _add_train_settings(p) -> None:
     how.add_argument("--device", type=device, default=unset, help="auto (default), cpu, cuda, cuda:1 or mps")
     how.add_argument("-j", "--workers", type=non_negative_int, default=unset, metavar="N", help="data loading processes")
     add_threads_argument(how, default=unset)
+    how.add_argument("--force", action="store_true", default=unset, help=_FORCE_HELP)
     how.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=unset,
                      help="also write TensorBoard event files (needs convzoo[tensorboard]) beside metrics.csv")
 
@@ -519,6 +527,7 @@ def _add_training_commands(commands) -> None:
                    help="segmentation: a paper's test protocol: deeplabv3 (6 scales + flip), pspnet (6 scales + "
                         "flip, windows of the input size every 2/3 of it)")
     p.add_argument("--json", action="store_true", help="print JSON (with per-class accuracy and confusion matrix)")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.set_defaults(run=_cmd_eval)
 
     p = commands.add_parser("predict", help="the most probable classes of image files, or their masks")
@@ -534,6 +543,7 @@ def _add_training_commands(commands) -> None:
     add_device_argument(p)
     add_threads_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.set_defaults(run=_cmd_predict)
 
 
@@ -712,6 +722,7 @@ def _add_nas_commands(commands) -> None:
     add_threads_argument(p, default=unset)
     p.add_argument("--enas-arg", dest="enas", type=_model_arg, action="append", default=unset, metavar="KEY=VALUE",
                    help="an ENAS setting (see docs/nas.md), e.g. controller_steps=20")
+    p.add_argument("--force", action="store_true", default=unset, help=_FORCE_HELP)
     p.set_defaults(run=_cmd_nas_search)
 
     p = sub.add_parser("show", help="leaderboards of search folders, side by side; --out draws their rewards")
@@ -780,7 +791,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=non_negative_int, default=None, metavar="N",
                    help="draw each module deeper than N as one box (0: the whole model)")
     p.add_argument("--expand", action="store_true", help="draw every block of a repeated run, not one frame x N")
-    p.add_argument("--direction", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right")
+    p.add_argument("--direction", choices=("TB", "LR", "U"), default="TB",
+                   help="top to bottom (default), left to right, or U (an encoder-decoder: down, across, up)")
     p.add_argument("--force", action="store_true", help="replace files that exist")
     p.add_argument("--course", action="store_true", help="write the course's figures (PNG and SVG) to --out DIR")
     p.set_defaults(run=_cmd_draw)
@@ -794,6 +806,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_commands(commands)
     _add_nas_commands(commands)
     return parser
+
+
+def command_with(argv: Sequence[str], fixes: Sequence[tuple[str, str]]) -> str:
+    """The command `argv` (without the program name) with each (flag, value) of `fixes` set: an earlier value
+    of the flag, under any of its spellings, is dropped."""
+    words = list(argv)
+    for flag, value in fixes:
+        spellings = _FLAG_SPELLINGS.get(flag, (flag,))
+        kept, skipping = [], False
+        for word in words:
+            if word in spellings or any(word.startswith(f"{s}=") for s in spellings if s.startswith("--")):
+                skipping = word in spellings  # "--flag value...": drop the values that follow too
+                continue
+            if skipping and not word.startswith("-"):
+                continue
+            skipping = False
+            kept.append(word)
+        words = kept + [flag, *value.split()]
+    return "convzoo " + " ".join(words)
 
 
 # Commands whose library call applies convzoo.runtime's thread policy itself and shows it in its first line.
@@ -821,7 +852,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, ConvzooError) as err:
         if debug:
             raise
-        print(f"{command}: error: {user_error_message(err)}", file=sys.stderr)
+        message = user_error_message(err)
+        if isinstance(err, MemoryEstimateError) and err.fixes:
+            message += ". A command that fits: " + " ; ".join(command_with(argv, [fix]) for fix in err.fixes)
+        print(f"{command}: error: {message}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 (the boundary: a bug gets one line, --debug its traceback)
         if debug:

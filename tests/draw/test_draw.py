@@ -241,3 +241,34 @@ def test_convzoo_draw_is_callable_and_its_modules_importable():
 
     assert callable(convzoo.draw) and convzoo.draw("lenet5").graph.name == "lenet5"
     assert graph_module.build_graph is convzoo.draw.graph.build_graph
+
+
+def test_u_layout_puts_each_decoder_stage_on_the_row_of_the_encoder_features_it_concatenates():
+    drawing = draw("unet", direction="U")
+    graph, placed = drawing.graph, drawing.layout
+    skips = [e for e in graph.edges if graph.nodes[e.dst].label == "concat" and e.src.startswith("encoder")]
+    assert len(skips) == 4
+    for edge in skips:
+        source = placed.nodes[edge.src]
+        frame = placed.frames[graph.nodes[edge.dst].frame]
+        assert frame.y < source.y + source.h / 2 < frame.y + frame.h  # straight across its row
+        assert frame.x > source.x + source.w  # on the right: the U's rising side
+    pools = sorted((placed.nodes[n.id].y, placed.nodes[n.id].x) for n in graph.nodes.values() if n.kind == "pool")
+    assert all(b[0] > a[0] and b[1] > a[1] for a, b in zip(pools, pools[1:]))  # down and right, one row a pool
+
+
+def test_a_checkpoint_or_run_folder_draws_the_network_it_describes(tmp_path):
+    from convzoo.training.checkpoint import describe_checkpoint, save_checkpoint
+
+    model = convzoo.create_model("resnet20", num_classes=3, in_chans=1)
+    data = {"classes": ["a", "b", "c"], "input_size": [1, 24, 24], "mean": [0.5], "std": [0.25], "source": "digits"}
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(model, run / "best.safetensors", describe_checkpoint(model.model_args, "classification", data,
+                                                                         epoch=1, metrics={}))
+    for source in (run / "best.safetensors", run):
+        graph = draw(source).graph
+        assert graph.name == "resnet20" and graph.input_size == (1, 24, 24)
+        assert graph.nodes["fc"].shape == (3,)
+    assert main(["draw", str(run), "--out", str(tmp_path / "r.svg")]) == 0
+    assert main(["draw", str(tmp_path / "missing.safetensors")]) == 2

@@ -151,13 +151,14 @@ def draw(model_or_name: nn.Module | str | Path, input_size: tuple[int, ...] | No
     """Draw a network: a registered name, an nn.Module, or a checkpoint (.safetensors or run folder; drawn
     from what it describes, no weights read). `input_size` (C, H, W) defaults to the card's or the
     checkpoint's. `depth=N` draws each module call deeper than N as one box; `expand=True` draws every
-    block of a repeated run instead of one frame "x N"; `direction` "TB" (top to bottom) or "LR"; `focus`
+    block of a repeated run instead of one frame "x N"; `direction` "TB" (top to bottom), "LR", or "U" (an
+    encoder-decoder: the encoder down the left, the decoder up the right, skips across); `focus`
     a module path: only that module, with the shapes it has inside the network; `frames=False` leaves the
     module frames out (one column of layers, as the papers print a plain network)."""
     if depth is not None and depth < 0:
         raise DrawError(f"depth must be 0 or more (or None for every layer), got {depth}")
-    if direction not in ("TB", "LR"):
-        raise DrawError(f"direction must be 'TB' or 'LR', got {direction!r}")
+    if direction not in ("TB", "LR", "U"):
+        raise DrawError(f"direction must be 'TB', 'LR' or 'U' (an encoder-decoder as a U), got {direction!r}")
     if isinstance(model_or_name, (str, Path)) and (Path(model_or_name).exists() or
                                                     str(model_or_name).endswith(".safetensors")):
         model_or_name, described = _checkpoint_model(model_or_name)

@@ -121,7 +121,8 @@ FIGURES: tuple[Figure, ...] = (
         [draw("shufflenet_v1_g3", focus="stage2.1", title=""), draw("shufflenet_v1_g3", focus="stage2.0", title="")],
         captions=["ShuffleNet unit", "ShuffleNet unit, stride 2"], title="ShuffleNet units (g = 3)")),
     Figure("fcn8s", lambda: draw("fcn8s", title="FCN-8s: pool3 and pool4 skips")),
-    Figure("unet", lambda: draw("unet", title="U-Net (Ronneberger et al. 2015)")),
+    Figure("unet", lambda: draw("unet", direction="U", title="U-Net (Ronneberger et al. 2015): the encoder down, "
+                                                             "the decoder up, each skip across its row")),
     Figure("aspp", lambda: draw("deeplabv3_resnet50", focus="classifier.0",
                                 title="Atrous spatial pyramid pooling (DeepLab v3)")),
     Figure("pyramid_pooling", lambda: draw("pspnet", focus="classifier.0",

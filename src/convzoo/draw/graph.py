@@ -135,6 +135,7 @@ class Node:
     badge_params: int = 0  # what its badges hold and compute (their summary rows')
     badge_macs: int = 0
     rf: tuple | None = None
+    jump: float | None = None  # input pixels between neighbouring outputs (the effective stride); the U uses it
     shape: tuple = ()
     frame: str | None = None  # innermost frame key
 
@@ -311,7 +312,7 @@ def build_graph(recorder: GraphRecorder, root: CallNode, name: str, input_size: 
 
     nodes: dict[str, Node] = {}
     taken: set[str] = set()
-    input_node = Node(id="input", kind="input", label="input", path="", call=0, shape=tuple(input_size))
+    input_node = Node(id="input", kind="input", label="input", path="", call=0, shape=tuple(input_size), jump=1.0)
     nodes["input"] = input_node
     node_of: dict[Any, Node] = {"input": input_node}
     frames: dict[str, Frame] = {}
@@ -461,6 +462,7 @@ def _absorb(host: Node, unit: _Unit, ops: list[_Op]) -> None:
     host.shape = last.out_shapes[0]
     if last.field is not None:
         host.rf = _rf(last.field, last.out_shapes[0])
+        host.jump = float(last.field.axes[0].jump) if last.field.axes else None
 
 
 def _rf(fld: TensorField, shape: tuple) -> tuple:
@@ -496,12 +498,14 @@ def _make_node(unit: _Unit, ops: list[_Op], taken: set[str], image: tuple) -> No
         node.shape = call.output_shapes[0] if call.output_shapes else first.out_shapes[0]
         if call.field is not None:
             node.rf = tuple(round(float(v), 2) for v in centre_size(call.field, call.grid))
+            node.jump = float(call.field.axes[0].jump) if call.field.axes else None
     else:
         node.members.append((call.path, call.call_index))
         node.macs = first.macs
         node.shape = first.out_shapes[0]
         if first.field is not None:
             node.rf = _rf(first.field, first.out_shapes[0])
+            node.jump = float(first.field.axes[0].jump) if first.field.axes else None
     if unit.kind == "badge":  # a badge that could not sit on a node: a small node of its own
         node.kind, node.label = "op", _badge_text(unit, ops)
     return node

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import DrawError
 from .graph import Frame, Graph, Node
 
 FONT_SIZE = 11.0
@@ -103,9 +104,12 @@ class _Block:
 
 
 def layout(graph: Graph, direction: str = "TB") -> Layout:
-    """Place every node, frame and edge segment of `graph`; `direction` "TB" (top to bottom) or "LR"."""
+    """Place every node, frame and edge segment of `graph`; `direction` "TB" (top to bottom), "LR", or "U"
+    (an encoder-decoder drawn as a U: see `u_layout`)."""
+    if direction == "U":
+        return u_layout(graph)
     if direction not in ("TB", "LR"):
-        raise ValueError(f"direction must be 'TB' or 'LR', got {direction!r}")
+        raise DrawError(f"direction must be 'TB', 'LR' or 'U', got {direction!r}")
     engine = _Engine(graph, direction)
     block = engine.container(None)
     return Layout(block.w, block.h, block.nodes, block.frames, block.segments)
@@ -146,8 +150,20 @@ class _Engine:
                 size[item] = self._aa(sub[item].w, sub[item].h)
             else:
                 size[item] = self._aa(*node_size(graph.nodes[item]))
+        lifted, in_ports, out_ports = self.lift(key)
+        for port in in_ports + out_ports:
+            size[port] = (0.0, 0.0)
 
-        # Lifted edges: (from item, to item, source node, target node or None)
+        order = in_ports + items + out_ports
+        rank = self._ranks(order, lifted, in_ports, out_ports)
+        positions, dummy_paths, along_of, rank_sizes = self._place(order, size, rank, lifted)
+        return self._assemble(key, items, sub, size, positions, dummy_paths, along_of, rank_sizes, lifted,
+                              in_ports, out_ports, rank)
+
+    def lift(self, key: str | None) -> tuple[list[tuple[str, str, str, str | None]], list[str], list[str]]:
+        """The edges as this container sees them, between its items and its ports: (from item, to item,
+        source node, target node or None), and the ports (in:SOURCE, out:SOURCE)."""
+        graph = self.graph
         lifted: list[tuple[str, str, str, str | None]] = []
         in_ports: list[str] = []
         out_ports: list[str] = []
@@ -172,15 +188,7 @@ class _Engine:
         unique: dict[tuple[str, str, str], tuple[str, str, str, str | None]] = {}
         for a, b, src, dst in lifted:
             unique.setdefault((a, b, src), (a, b, src, dst))
-        lifted = list(unique.values())
-        for port in in_ports + out_ports:
-            size[port] = (0.0, 0.0)
-
-        order = in_ports + items + out_ports
-        rank = self._ranks(order, lifted, in_ports, out_ports)
-        positions, dummy_paths, along_of, rank_sizes = self._place(order, size, rank, lifted)
-        return self._assemble(key, items, sub, size, positions, dummy_paths, along_of, rank_sizes, lifted,
-                              in_ports, out_ports, rank)
+        return list(unique.values()), in_ports, out_ports
 
     def _ranks(self, order: list[str], lifted, in_ports: list[str], out_ports: list[str]) -> dict[str, int]:
         preds: dict[str, list[str]] = {item: [] for item in order}
@@ -451,3 +459,139 @@ def _orthogonal(points: list[tuple[float, float]], tb: bool) -> list[tuple[float
             out += [(mid, y0), (mid, y1)]
         out.append((x1, y1))
     return out
+
+
+U_GAP = 64.0  # between items of a row of the U (room for a shape label), and between its rows
+
+
+def _level(graph: Graph, item: str, sub: dict[str, _Block]) -> int:
+    """How many times the map has been halved at an item's output: log2 of its jump."""
+    import math
+
+    if item in sub:
+        inside = [n for n in graph.nodes.values() if n.frame is not None and _within(graph, n.frame, item)]
+        jumps = [n.jump for n in inside if n.jump]
+        jump = jumps[-1] if jumps else 1.0
+    else:
+        jump = graph.nodes[item].jump or 1.0
+    return max(0, round(math.log2(max(jump, 1.0))))
+
+
+def _within(graph: Graph, key: str | None, frame: str) -> bool:
+    while key is not None:
+        if key == frame:
+            return True
+        key = graph.frames[key].parent
+    return False
+
+
+def u_layout(graph: Graph) -> Layout:
+    """An encoder-decoder as a U (U-Net's Figure 1): one row per scale (log2 of the jump), the encoder's
+    items left to right along each row and down a row at each pooling, the items at the coarsest scale along
+    the bottom, the decoder back up a row at each upsampling; each skip runs straight across its row into
+    the decoder. Frames inside are laid out left to right, so their inputs enter on their left side."""
+    engine = _Engine(graph, "LR")
+    items = list(graph.children.get(None, []))
+    sub = {k: engine.container(k) for k in items if k in graph.frames}
+
+    def box_size(item: str) -> tuple[float, float]:
+        return (sub[item].w, sub[item].h) if item in sub else node_size(graph.nodes[item])
+
+    levels = {item: _level(graph, item, sub) for item in items}
+    deepest = max(levels.values(), default=0)
+    turn = next((i for i, item in enumerate(items) if levels[item] == deepest), len(items))
+    part: dict[str, str] = {}
+    for i, item in enumerate(items):
+        part[item] = "down" if i < turn else ("bottom" if levels[item] == deepest and
+                                              all(levels[x] == deepest for x in items[turn:i + 1]) else "up")
+    rows: dict[int, list[str]] = {}
+    for item in items:
+        rows.setdefault(levels[item], []).append(item)
+    row_height = {level: max(box_size(i)[1] for i in row) for level, row in rows.items()}
+    row_top, y = {}, 6.0
+    for level in sorted(rows):
+        row_top[level] = y
+        y += row_height[level] + U_GAP
+    height = y - U_GAP + 6.0
+
+    placed: dict[str, Placed] = {}
+    # down the left: each row starts under the previous row's last item
+    centre = None
+    for item in items:
+        if part[item] == "up":
+            continue
+        w, h = box_size(item)
+        level = levels[item]
+        same_row = [x for x in placed if levels[x] == level and part[x] != "up"]
+        if same_row:
+            last = placed[same_row[-1]]
+            x = last.x + last.w + U_GAP
+        else:
+            x = 6.0 if centre is None else centre - w / 2
+        placed[item] = Placed(x, row_top[level] + (row_height[level] - h) / 2, w, h)
+        centre = x + w / 2
+    # back up the right: every decoder row starts at one x, right of the encoder and the bottom
+    start_x = max((p.x + p.w for p in placed.values()), default=0.0) + 2 * U_GAP
+    for item in items:
+        if part[item] != "up":
+            continue
+        w, h = box_size(item)
+        level = levels[item]
+        same_row = [x for x in placed if levels[x] == level and part[x] == "up"]
+        x = placed[same_row[-1]].x + placed[same_row[-1]].w + U_GAP if same_row else start_x
+        placed[item] = Placed(x, row_top[level] + (row_height[level] - h) / 2, w, h)
+    width = max((p.x + p.w for p in placed.values()), default=0.0) + 6.0
+
+    result = Layout(width, height)
+    for item, p in placed.items():
+        if item in sub:
+            block = sub[item]
+            result.frames[item] = p
+            result.nodes.update({n: Placed(q.x + p.x, q.y + p.y, q.w, q.h) for n, q in block.nodes.items()})
+            result.frames.update({f: Placed(q.x + p.x, q.y + p.y, q.w, q.h) for f, q in block.frames.items()})
+            result.segments += [Segment(s.src, s.dst, [(x + p.x, y + p.y) for x, y in s.points], s.shape,
+                                        s.label_here) for s in block.segments]
+        else:
+            result.nodes[item] = p
+
+    lifted, _, _ = engine.lift(None)
+    lane: dict[str, int] = {}
+    for a, b, src, dst in lifted:
+        pa, pb = placed[a], placed[b]
+        if a in sub:
+            ox, oy = sub[a].out_ports[src]
+            start, leaves = (pa.x + ox, pa.y + oy), "side"
+        elif levels[b] > levels[a] and part[b] != "up":
+            start, leaves = (pa.x + pa.w / 2, pa.y + pa.h), "down"
+        elif levels[b] < levels[a] and part[a] == "up":
+            start, leaves = (pa.x + pa.w / 2, pa.y), "up"
+        else:
+            start, leaves = (pa.x + pa.w, pa.y + pa.h / 2), "side"
+        if b in sub:
+            ix, iy = sub[b].in_ports[src]
+            end, enters = (pb.x + ix, pb.y + iy), "side"
+        elif levels[a] < levels[b] and leaves == "down":
+            end, enters = (pb.x + pb.w / 2, pb.y), "top"
+        elif leaves == "up":
+            end, enters = (pb.x + pb.w / 2, pb.y + pb.h), "bottom"
+        else:
+            end, enters = (pb.x, pb.y + pb.h / 2), "side"
+        if enters == "side":
+            k = lane.setdefault(b, 0)
+            lane[b] = k + 1
+            lx = end[0] - 10 - 6 * k
+            if lx < start[0]:  # back left, from the row below: up through the gap between the rows
+                gap_y = row_top[levels[a]] - U_GAP / 2
+                points = [start, (start[0] + 10, start[1]), (start[0] + 10, gap_y), (lx, gap_y), (lx, end[1]), end]
+            elif abs(start[1] - end[1]) > 0.5:
+                points = [start, (lx, start[1]), (lx, end[1]), end]
+            else:
+                points = [start, end]
+        elif leaves == "side":
+            points = [start, (end[0], start[1]), end]
+        else:
+            mid = (start[1] + end[1]) / 2
+            points = [start, (start[0], mid), (end[0], mid), end] if abs(start[0] - end[0]) > 0.5 else [start, end]
+        result.segments.append(Segment(src, dst if b in graph.nodes else None, points, _shape(graph, src, dst),
+                                       label_here=(a == src)))
+    return result
