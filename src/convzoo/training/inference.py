@@ -8,6 +8,7 @@ so the data is prepared exactly as the network saw it in training, whatever data
 """
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +19,14 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import DataError
+from ..errors import CorruptImageError, DataError
 from ..io import atomic_write_bytes
 from ..layers.crf import DenseCRF
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, read_checkpoint_description
 from .losses import center_crop_to
 from .metrics import ClassificationMeter
 from .segmentation_metrics import SegmentationMeter
+from .sizes import check_inference_memory
 from .tasks import Task, check_data_for_task
 from .test_time import EvalProtocol, protocol_probabilities
 
@@ -74,18 +76,21 @@ def metrics_from_probabilities(probabilities: Tensor, labels: Tensor, classes: S
 def evaluate_checkpoints(checkpoints: Sequence[str | Path], data: str, split: str | None = None, crops: int = 1,
                          batch_size: int = 64, device: str | torch.device = "cpu",
                          skip_bad: bool = False, crf: DenseCRF | None = None,
-                         protocol: EvalProtocol | None = None) -> list[EvalResult]:
+                         protocol: EvalProtocol | None = None, force: bool = False) -> list[EvalResult]:
     """Each checkpoint's metrics on `split` ("test", or "val"; default: test when the data has one) of `data`,
     and, with several checkpoints, the metrics of their ensemble: the average of their softmax outputs (how
     AlexNet's seven networks took the top-5 error from 18.2% to 15.4%).
 
     Segmentation checkpoints give mIoU, pixel accuracy, mean Dice and per-class IoU over the split's pixels;
     with `crf` each softmax is refined by the dense CRF (on the un-normalised image) before the argmax; with
-    `protocol` (test_time.py: multi-scale, flip, sliding window) each softmax is the protocol's average."""
+    `protocol` (test_time.py: multi-scale, flip, sliding window) each softmax is the protocol's average.
+    The estimated peak memory is checked first (convzoo/memory.py; `force` runs it anyway)."""
     if crops not in (1, 10):
         raise ValueError(f"crops must be 1 or 10, got {crops}")
     if not checkpoints:
         raise ValueError("give at least one checkpoint")
+    check_inference_memory([read_checkpoint_description(path) for path in checkpoints], batch_size * crops, data,
+                           force=force)
     loaded: list[Checkpoint] = [load_checkpoint(path, device) for path in checkpoints]
     first = loaded[0]
     for other in loaded[1:]:
@@ -220,13 +225,17 @@ def _crf_image(images: Tensor, mean: Sequence[float], std: Sequence[float], size
 @torch.no_grad()
 def predict_images(checkpoint: str | Path | Checkpoint, images: Sequence[str | Path], top: int = 5,
                    crops: int = 1, device: str | torch.device = "cpu", out: str | Path | None = None,
-                   crf: DenseCRF | None = None) -> list[dict]:
+                   crf: DenseCRF | None = None, force: bool = False) -> list[dict]:
     """Classification: the `top` most probable classes of each image file, with their probabilities.
-    Segmentation: each image's mask, written to `out` (see `predict_masks`)."""
+    Segmentation: each image's mask, written to `out` (see `predict_masks`). The estimated peak memory is
+    checked first (`force` runs it anyway)."""
     from ..data import load_image
 
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
+    if not isinstance(checkpoint, Checkpoint):
+        check_inference_memory([read_checkpoint_description(checkpoint)], crops, None, force=force,
+                               what="predicting with", batch_flag=None)
     checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, device)
     if checkpoint.task.name == "segmentation":
         if crops != 1:
@@ -241,8 +250,9 @@ def predict_images(checkpoint: str | Path | Checkpoint, images: Sequence[str | P
     device = next(model.parameters()).device
     predictions = []
     for path in images:
-        image = load_image(path, checkpoint.input_size, checkpoint.mean, checkpoint.std, crops=crops,
-                           border=checkpoint.border)
+        with _named_image_fix():
+            image = load_image(path, checkpoint.input_size, checkpoint.mean, checkpoint.std, crops=crops,
+                               border=checkpoint.border)
         batch = image if image.dim() == 4 else image[None]
         probabilities = checkpoint.task.probabilities(model(batch.to(device))).mean(dim=0, keepdim=True).cpu()
         predictions.append({
@@ -251,6 +261,16 @@ def predict_images(checkpoint: str | Path | Checkpoint, images: Sequence[str | P
                             for name, p in checkpoint.task.top(probabilities, top)[0]],
         })
     return predictions
+
+
+@contextlib.contextmanager
+def _named_image_fix():
+    """An image the user named that cannot be read: the fix is to fix it or leave it out (predict skips nothing)."""
+    try:
+        yield
+    except CorruptImageError as err:
+        raise CorruptImageError(err.path, err.reason, "Fix the file, or leave it out of the images to predict.") \
+            from err
 
 
 @torch.no_grad()
@@ -278,7 +298,8 @@ def predict_masks(checkpoint: Checkpoint, images: Sequence[str | Path], out: str
     normalize = Normalize(checkpoint.mean, checkpoint.std)
     results = []
     for path in paths:
-        image = decode_image(path, channels)
+        with _named_image_fix():
+            image = decode_image(path, channels)
         fitted = fit_inside_size(*image.shape[-2:], (height, width))
         network_view = torch.zeros(channels, height, width)
         network_view[:, :fitted[0], :fitted[1]] = resize(image, fitted)
