@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/finetune-bench")
     parser.add_argument("--freeze", nargs="+", default=["stem", "layer1"])
     parser.add_argument("--skip-scratch", action="store_true", help="only the fine-tuned run")
+    parser.add_argument("--lr-body", type=float, default=None, help="the unfrozen body's rate (the head: 0.02)")
     args = parser.parse_args()
     val = Path(args.data) / "val"
     if not val.exists():
@@ -37,7 +38,7 @@ def main() -> None:
     quiet = Console(file=io.StringIO())
     common = dict(data=args.data, epochs=args.epochs, batch_size=16, seed=0, threads=1, amp=False,
                   channels_last=False, input_size=(args.input_size, args.input_size))
-    runs = {"scratch": {}, "fine-tuned": dict(init=args.source, freeze=tuple(args.freeze))}
+    runs = {"scratch": {}, "fine-tuned": dict(init=args.source, freeze=tuple(args.freeze), lr_body=args.lr_body)}
     if args.skip_scratch:
         del runs["scratch"]
     for name, extra in runs.items():

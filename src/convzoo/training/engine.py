@@ -423,8 +423,7 @@ def find_lr(config: TrainConfig, *, out: str | Path | None = None, start: float 
     """The learning-rate range test (lr_finder.py) for `config`'s network, data and optimizer, from its initial
     weights (--init and --freeze as in training); writes lr_find.json and lr_find.png into `out`."""
     console = console or Console()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
+    use_threads(config.threads)
     ctx = distributed.setup(config.device)
     try:
         card = model_card(config.model)
