@@ -372,6 +372,9 @@ def _add_training_commands(commands) -> None:
     data.add_argument("--random-crop-padding", type=int, default=unset, metavar="N", help="pad N pixels, crop back")
     data.add_argument("--scale-jitter", type=float, nargs=2, default=unset, metavar=("A", "B"),
                       help="resize the shorter side to [A, B] x the input side, then crop (VGG/ResNet)")
+    data.add_argument("--random-resized-crop", type=float, nargs=2, default=unset, metavar=("A", "B"),
+                      help="GoogLeNet's crop: [A, B] of the area, aspect 3/4..4/3, resized to the input "
+                           "(torchvision's RandomResizedCrop: 0.08 1)")
     data.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=unset, help="random mirror images")
     data.add_argument("--pca-lighting", type=float, default=unset, metavar="STD",
                       help="AlexNet's PCA colour lighting (paper: 0.1)")
@@ -406,7 +409,9 @@ def _add_training_commands(commands) -> None:
                      help="channels_last memory format (default: measured, as --amp)")
     how.add_argument("--use-deterministic-algorithms", dest="deterministic", action="store_true", default=unset)
     how.add_argument("--device", default=unset, help="auto (default), cpu, cuda, cuda:1")
-    how.add_argument("-j", "--workers", type=int, default=unset, metavar="N", help="data loading processes")
+    how.add_argument("-j", "--workers", type=int, default=unset, metavar="N",
+                     help="data loading processes (default: none for data in memory; for image files one "
+                          "fewer than the cores, at most 8)")
     how.add_argument("--threads", type=int, default=unset, metavar="N", help="CPU threads per process")
     p.set_defaults(run=_cmd_train)
 

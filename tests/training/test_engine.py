@@ -262,3 +262,30 @@ def test_a_corrupt_image_is_named_before_training_or_skipped_and_counted(tmp_pat
     config = json.loads((tmp_path / "lenient" / "config.json").read_text())
     assert config["data"]["skipped"] == [str(broken)]
     assert "skipped 1 unreadable images" in quiet.file.getvalue()
+
+
+def test_a_file_corrupt_only_in_its_pixels_stops_the_run_naming_it_and_resume_with_skip_bad_goes_on(
+        tmp_path, quiet, shapes_writer, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from convzoo.data import datasets
+    from convzoo.errors import CorruptImageError
+    from convzoo.training import resumed_config
+
+    data = shapes_writer(tmp_path / "data", {"train": 10, "test": 3})
+    cut = data / "train" / "hbar" / "005_cut.jpg"  # a JPEG cut in half: its header reads, its pixels do not
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(cut, quality=90)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    monkeypatch.setattr(datasets, "STATISTICS_FILES", 2)  # statistics from two files, so loading decodes neither
+    with pytest.raises(CorruptImageError, match=r"005_cut\.jpg.*found in epoch 1.*continues from epoch 1 with "
+                                                r"--resume") as caught:
+        # 28 training images in batches of 4: none dropped. No workers here: the data tests cover them.
+        train(_config(data, tmp_path / "run", epochs=2, batch_size=4, workers=0), console=quiet)
+    assert caught.value.path == str(cut)
+    assert RunFolder(tmp_path / "run").load_resume_state()["epoch"] == 0  # resumable from the start
+
+    result = train(resumed_config(tmp_path / "run", skip_bad=True), resume=True, console=quiet)
+    assert len(result.history) == 2 and result.test["unreadable_images"] == [str(cut)]
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["unreadable_images"] == [str(cut)]
+    assert "skipped 1 unreadable image(s) this epoch" in quiet.file.getvalue()
