@@ -12,26 +12,17 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
-from .common import DataBundle, check_request, normalisation, split_train_val
+from .common import DataBundle, DataRequest, normalisation, split_train_val
 from .datasets import ImageDataset, ImageSource, load_file
 from .sources import read_source
 from .transforms import MULTI_CROP_RESIZE_RATIO, Augment, EvalTransform, TrainTransform, content_size
 
 
-def load_classification_data(
-    source: str,
-    input_size: Sequence[int],
-    val_split: float = 0.1,
-    seed: int = 0,
-    augment: Augment | None = None,
-    skip_bad: bool = False,
-    *,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    border: int = 0,
-) -> DataBundle:
+def load_classification_data(request: DataRequest) -> DataBundle:
     """What `load_data` does for a classification source (call that; its docstring has the arguments)."""
-    channels, height, width = check_request(input_size, val_split, mean, std)
+    source, input_size, augment, skip_bad, border = (request.source, request.input_size, request.augment,
+                                                      request.skip_bad, request.border)
+    channels = request.channels
     content = content_size(input_size, border)
     if augment is not None:
         augment.check_fits(*content)
@@ -48,12 +39,14 @@ def load_classification_data(
     if skipped:
         _check_no_empty_class(raw.train, raw.classes, source, len(skipped))
 
-    train_indices, val_source, val_indices = split_train_val(raw.train, raw.val, val_split, seed, raw.train.labels)
+    train_indices, val_source, val_indices = split_train_val(raw.train, raw.val, request.val_split, request.seed,
+                                                             raw.train.labels)
     # Statistics are measured on the images as the network sees them (resized, bordered), not normalised.
     network_view = EvalTransform(input_size, [0.0] * channels, [1.0] * channels, border=border)
     pca_lighting = augment is not None and augment.pca_lighting > 0
-    moments = raw.train.moments(train_indices, network_view, skip_bad) if mean is None or pca_lighting else None
-    mean, std, statistics = normalisation(moments, mean, std, len(train_indices))
+    needs_moments = request.mean is None or pca_lighting
+    moments = raw.train.moments(train_indices, network_view, skip_bad) if needs_moments else None
+    mean, std, statistics = normalisation(moments, request.mean, request.std, len(train_indices))
 
     eval_tf = EvalTransform(input_size, mean, std, border=border)
     train_tf = eval_tf
@@ -63,21 +56,18 @@ def load_classification_data(
             eigenvalues, eigenvectors = torch.linalg.eigh(moments.covariance())
             eigenvalues, eigenvectors = eigenvalues.clamp(min=0).float(), eigenvectors.float()
         train_tf = TrainTransform(input_size, mean, std, augment, eigenvalues, eigenvectors, border)
-    return DataBundle(
+    return request.bundle(
         train=ImageDataset(raw.train, train_indices, train_tf, skip_bad),
         val=ImageDataset(val_source, val_indices, eval_tf, skip_bad),
         test=None if raw.test is None else ImageDataset(raw.test, np.arange(len(raw.test)), eval_tf, skip_bad),
-        classes=list(raw.classes), mean=mean, std=std, source=str(source),
-        input_size=(channels, height, width), skipped=skipped, kind=raw.kind,
-        val_split=val_split, seed=seed, augment=augment, border=border, statistics=statistics,
-    )
+        classes=list(raw.classes), mean=mean, std=std, skipped=skipped, kind=raw.kind, statistics=statistics)
 
 
 def load_image(path: str | Path, input_size: Sequence[int], mean: Sequence[float], std: Sequence[float],
                crops: int = 1, border: int = 0) -> Tensor:
     """One image file as the network sees it at test time (for `predict`): C x H x W, or crops x C x H x W.
     Give the mean, std and border the network was trained with (a checkpoint's data description)."""
-    channels, _, _ = check_request(input_size, 0.0, mean, std)
+    channels = DataRequest(str(path), tuple(input_size), mean=tuple(mean), std=tuple(std), border=border).channels
     return load_file(path, EvalTransform(input_size, mean, std, crops, border=border), channels)
 
 

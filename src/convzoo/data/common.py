@@ -100,19 +100,42 @@ class DataBundle:
         return dataset.with_transform(EvalTransform(self.input_size, self.mean, self.std, crops, resize, self.border))
 
 
-def check_request(input_size: Sequence[int], val_split: float, mean: Sequence[float] | None,
-                  std: Sequence[float] | None) -> tuple[int, int, int]:
-    """Refuse what no loader can serve; returns (channels, height, width)."""
-    if len(input_size) != 3 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in input_size):
-        raise DataError(f"input_size must be (channels, height, width) of positive integers, got {input_size!r}")
-    channels, height, width = (int(n) for n in input_size)
-    if not 0 <= val_split < 1:
-        raise DataError(f"val_split is a fraction of the training images, in [0, 1); got {val_split}")
-    if (mean is None) != (std is None):
-        raise DataError("give both mean and std, or neither")
-    if mean is not None and (len(mean) != channels or len(std) != channels):
-        raise DataError(f"mean and std need {channels} values (one a channel), got {len(mean)} and {len(std)}")
-    return channels, height, width
+@dataclass(frozen=True)
+class DataRequest:
+    """What load_data was asked for (its arguments, see load.py), checked once for both tasks."""
+
+    source: str
+    input_size: tuple[int, int, int]
+    val_split: float = 0.1
+    seed: int = 0
+    augment: Augment | None = None
+    skip_bad: bool = False
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    border: int = 0
+
+    def __post_init__(self) -> None:
+        size = self.input_size
+        if len(size) != 3 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in size):
+            raise DataError(f"input_size must be (channels, height, width) of positive integers, got {size!r}")
+        object.__setattr__(self, "input_size", tuple(int(n) for n in size))
+        if not 0 <= self.val_split < 1:
+            raise DataError(f"val_split is a fraction of the training images, in [0, 1); got {self.val_split}")
+        if (self.mean is None) != (self.std is None):
+            raise DataError("give both mean and std, or neither")
+        channels = self.input_size[0]
+        if self.mean is not None and (len(self.mean) != channels or len(self.std) != channels):
+            raise DataError(f"mean and std need {channels} values (one a channel), got {len(self.mean)} and "
+                            f"{len(self.std)}")
+
+    @property
+    def channels(self) -> int:
+        return self.input_size[0]
+
+    def bundle(self, **splits_and_findings) -> DataBundle:
+        """The DataBundle of this request: its settings, and the splits, classes, statistics etc. found."""
+        return DataBundle(source=str(self.source), input_size=self.input_size, val_split=self.val_split,
+                          seed=self.seed, augment=self.augment, border=self.border, **splits_and_findings)
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

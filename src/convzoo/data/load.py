@@ -6,7 +6,7 @@ from typing import Sequence
 
 from ..errors import DataError
 from .bundle import load_classification_data
-from .common import DataBundle
+from .common import DataBundle, DataRequest
 from .segmentation import is_segmentation_source, load_segmentation_data
 from .transforms import Augment
 
@@ -42,9 +42,10 @@ def load_data(
     corrupt fails (or is skipped) when a batch decodes it.
     Segmentation sources give (image, mask) items: see data/segmentation.py.
     """
+    request = DataRequest(str(source), tuple(input_size), val_split, seed, augment, skip_bad,
+                          None if mean is None else tuple(mean), None if std is None else tuple(std), border)
     if is_segmentation_source(source):
         if border:
             raise DataError("border is for classification inputs (LeNet-5); segmentation data takes none")
-        return load_segmentation_data(source, input_size, val_split, seed, augment, skip_bad, mean=mean, std=std)
-    return load_classification_data(source, input_size, val_split, seed, augment, skip_bad, mean=mean, std=std,
-                                    border=border)
+        return load_segmentation_data(request)
+    return load_classification_data(request)

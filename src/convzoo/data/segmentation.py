@@ -31,7 +31,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import CorruptImageError, DataError, DataNotFoundError
-from .common import DataBundle, check_request, normalisation, split_train_val, stratified_split
+from .common import DataBundle, DataRequest, normalisation, split_train_val, stratified_split
 from .datasets import (STATISTICS_FILES, ArrayImages, ImageFiles, ImageSource, SplitDataset, decode_errors,
                        evenly_spread, open_image, _shared_flags)
 from .sources import DIGITS_CLASSES, IMAGE_EXTENSIONS, read_digits
@@ -485,24 +485,15 @@ def _file_pairs(images: list[str], masks: list[str], channels: int) -> Segmentat
 
 # --- loading -------------------------------------------------------------------------------------------------------
 
-def load_segmentation_data(
-    source: str,
-    input_size: Sequence[int],
-    val_split: float = 0.1,
-    seed: int = 0,
-    augment: Augment | None = None,
-    skip_bad: bool = False,
-    *,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> DataBundle:
+def load_segmentation_data(request: DataRequest) -> DataBundle:
     """What `load_data` does for a segmentation source (call that): the splits as SegmentationDatasets in a
     DataBundle. A source without a val split holds out `val_split` of its training pairs (seeded); the
-    normalisation is the training images' per-channel statistics, measured as the network sees them."""
-    channels, height, width = check_request(input_size, val_split, mean, std)
-    size = (height, width)
+    normalisation is the training images' per-channel statistics, measured on an evenly spread sample as the
+    network sees them."""
+    source, skip_bad, augment, channels = request.source, request.skip_bad, request.augment, request.channels
+    size = request.input_size[1:]
     if str(source) == "digits-seg":
-        splits, classes = read_digits_seg(channels, val_split, seed)
+        splits, classes = read_digits_seg(channels, request.val_split, request.seed)
         kind = "digits-seg"
     else:
         path = Path(source).expanduser()
@@ -539,17 +530,16 @@ def load_segmentation_data(
 
     train = splits["train"]
     # No labels: one "class" for all, a seeded random hold-out of round(val_split * n) pairs.
-    train_indices, val_source, val_indices = split_train_val(train, splits.get("val"), val_split, seed)
-    moments = train.images.moments(train_indices, network_view, skip_bad) if mean is None else None
-    mean, std, statistics = normalisation(moments, mean, std, len(train_indices))
+    train_indices, val_source, val_indices = split_train_val(train, splits.get("val"), request.val_split,
+                                                             request.seed)
+    moments = train.images.moments(train_indices, network_view, skip_bad) if request.mean is None else None
+    mean, std, statistics = normalisation(moments, request.mean, request.std, len(train_indices))
 
-    eval_tf = SegmentationTransform((channels, height, width), mean, std)
-    train_tf = eval_tf if augment is None else SegmentationTransform((channels, height, width), mean, std, augment)
+    eval_tf = SegmentationTransform(request.input_size, mean, std)
+    train_tf = eval_tf if augment is None else SegmentationTransform(request.input_size, mean, std, augment)
     test = splits.get("test")
-    return DataBundle(
+    return request.bundle(
         train=SegmentationDataset(train, train_indices, train_tf, skip_bad),
         val=SegmentationDataset(val_source, val_indices, eval_tf, skip_bad),
         test=None if test is None else SegmentationDataset(test, np.arange(len(test)), eval_tf, skip_bad),
-        classes=list(classes), mean=mean, std=std, source=str(source), input_size=(channels, height, width),
-        skipped=skipped, kind=kind, val_split=val_split, seed=seed, augment=augment, statistics=statistics,
-    )
+        classes=list(classes), mean=mean, std=std, skipped=skipped, kind=kind, statistics=statistics)

@@ -160,9 +160,9 @@ class Normalize:
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
     def __call__(self, image: Tensor, shift: Tensor | None = None) -> Tensor:
-        if image.dtype == torch.uint8:
+        if image.dtype == torch.uint8:  # (x / 255 - mean) / std as x * scale + offset: two passes in place
             offset = (-self.mean if shift is None else shift.view(-1, 1, 1) - self.mean) / self.std
-            return torch.addcmul(offset, image.to(torch.float32), 1 / (255 * self.std))
+            return image.contiguous().to(torch.float32).mul_(1 / (255 * self.std)).add_(offset)
         if shift is not None:
             image = image + shift.view(-1, 1, 1)
         return (image - self.mean) / self.std
@@ -299,7 +299,7 @@ def decode_region(opened, geometry: Geometry, channels: int, reduced_scale: bool
     else:
         region = opened.resize((out_w, out_h), Image.Resampling.BILINEAR, box=(left, top, right, bottom))
     pixels = torch.from_numpy(np.array(region))  # a copy of the output-size image only
-    pixels = pixels[None] if pixels.dim() == 2 else pixels.permute(2, 0, 1)
+    pixels = pixels[None] if pixels.dim() == 2 else pixels.permute(2, 0, 1).contiguous()
     return to_channels(pixels, channels) if channels not in (1, 3) else pixels
 
 
