@@ -52,7 +52,7 @@ class DataBundle:
     @property
     def from_files(self) -> bool:
         """Whether the images are decoded from files on every access (so DataLoader workers pay off)."""
-        return bool(getattr(self.train.source, "from_files", False))
+        return bool(self.train.source.from_files)
 
     def unreadable(self) -> list[str]:
         """Every file skipped as unreadable so far: at loading, and since, when decoded (with skip_bad)."""
