@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import DataError
+from .auto_augment import AUTO_AUGMENTS, auto_augment, random_erasing
 
 # ITU-R BT.601 luma, the weights PIL uses for RGB -> "L", so a colour image turns grey the same way
 # whether it arrives as a file or as an array.
@@ -51,6 +52,8 @@ class Augment:
     random_resized_crop: (a, b): GoogLeNet's crop (torchvision's RandomResizedCrop): a region of a random
         fraction in [a, b] of the image's area (torchvision's default (0.08, 1.0)) and an aspect ratio in
         [3/4, 4/3], resized to the input. Drawn as torchvision draws it, so a seed gives torchvision's crops.
+    auto_augment: "randaugment" or "trivialaugment" (auto_augment.py), after the flip.
+    random_erasing: the probability of erasing a random rectangle of the normalised image (auto_augment.py).
     """
 
     random_crop_padding: int = 0
@@ -58,6 +61,8 @@ class Augment:
     hflip: bool = False
     pca_lighting: float = 0.0
     random_resized_crop: tuple[float, float] | None = None
+    auto_augment: str | None = None
+    random_erasing: float = 0.0
 
     def __post_init__(self) -> None:
         if self.random_resized_crop is not None:
@@ -79,6 +84,10 @@ class Augment:
             raise DataError(f"random_crop_padding must be >= 0, got {self.random_crop_padding}")
         if self.pca_lighting < 0:
             raise DataError(f"pca_lighting is a standard deviation and must be >= 0, got {self.pca_lighting}")
+        if self.auto_augment is not None and self.auto_augment not in AUTO_AUGMENTS:
+            raise DataError(f"unknown auto_augment {self.auto_augment!r}; choose from {', '.join(AUTO_AUGMENTS)}")
+        if not 0 <= self.random_erasing <= 1:
+            raise DataError(f"random_erasing is a probability, in [0, 1]; got {self.random_erasing}")
 
     def check_fits(self, height: int, width: int) -> None:
         """Refuse a scale range whose smallest image could not hold one crop of the input size."""
@@ -357,7 +366,7 @@ class EvalTransform:
 
 class TrainTransform:
     """Resize to the input (or scale-jitter and random crop, or GoogLeNet's random crop), add the border,
-    pad-and-crop, flip, PCA lighting, normalise."""
+    pad-and-crop, flip, RandAugment or TrivialAugment, PCA lighting, normalise, random erasing."""
 
     def __init__(self, input_size: Sequence[int], mean: Sequence[float], std: Sequence[float], augment: Augment,
                  pca_eigenvalues: Tensor | None = None, pca_eigenvectors: Tensor | None = None,
@@ -390,7 +399,10 @@ class TrainTransform:
             image = random_crop(F.pad(image, (pad, pad, pad, pad)), image.shape[-2:])
         if aug.hflip and bool(torch.rand(()) < 0.5):
             image = image.flip(-1)
-        return self.normalize(image, self._lighting() if aug.pca_lighting else None)
+        if aug.auto_augment is not None:  # on floats in [0, 1]
+            image = auto_augment(image.float().div_(255) if image.dtype == torch.uint8 else image, aug.auto_augment)
+        image = self.normalize(image, self._lighting() if aug.pca_lighting else None)
+        return random_erasing(image, aug.random_erasing) if aug.random_erasing else image
 
     def __call__(self, image: Tensor) -> Tensor:
         return self.finish(apply_geometry(image, self.geometry(*image.shape[-2:])))
