@@ -133,11 +133,12 @@ def convzoo_train_split(root: Path, reduced_scale: bool = True):
     return bundle.train
 
 
-def chunk_seconds(dataset, items: range) -> float:
-    start = time.perf_counter()
+def chunk_seconds(dataset, items: range) -> tuple[float, float]:
+    """(wall, CPU) seconds of reading `items`; the CPU time (this process's) is the steadier on a busy machine."""
+    start, cpu_start = time.perf_counter(), time.process_time()
     for i in items:
         dataset[i]
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def loader_pass(dataset, workers: int) -> float:
@@ -185,22 +186,29 @@ def main() -> None:
             for i in range(min(20, len(dataset))):
                 dataset[i]
         rates = {name: [] for name in columns}
+        cpu_rates = {name: [] for name in columns}
         for round_index in range(args.rounds):
-            seconds = dict.fromkeys(columns, 0.0)
+            seconds = {name: [0.0, 0.0] for name in columns}
             for start in range(0, len(reference), CHUNK):  # alternate every CHUNK images: load drifts slowly
                 for name, dataset in columns.items():
                     torch.manual_seed(round_index * 100_000 + start)
-                    seconds[name] += chunk_seconds(dataset, range(start, min(start + CHUNK, len(dataset))))
+                    wall, cpu = chunk_seconds(dataset, range(start, min(start + CHUNK, len(dataset))))
+                    seconds[name][0] += wall
+                    seconds[name][1] += cpu
             for name in columns:
-                rates[name].append(len(reference) / seconds[name])
+                rates[name].append(len(reference) / seconds[name][0])
+                cpu_rates[name].append(len(reference) / seconds[name][1])
             print(f"round {round_index + 1}: " + ", ".join(f"{n} {r[-1]:.0f}/s" for n, r in rates.items()), flush=True)
         print(f"load average after: {os.getloadavg()}")
         ratios = [o / r for o, r in zip(rates["convzoo"], rates["reference"])]
-        print(f"\n{'column':10} {'images/s (median)':>18} {'vs reference':>13}")
-        for name, values in rates.items():
-            print(f"{name:10} {statistics.median(values):18.0f} "
-                  f"{statistics.median(v / r for v, r in zip(values, rates['reference'])):12.2f}x")
-        print(f"convzoo/reference per round: {', '.join(f'{r:.2f}' for r in ratios)}")
+        print(f"\n{'column':10} {'images/s (median)':>18} {'vs reference':>13} {'images/CPU-s':>13} {'vs reference':>13}")
+        for name in columns:
+            wall, cpu = rates[name], cpu_rates[name]
+            print(f"{name:10} {statistics.median(wall):18.0f} "
+                  f"{statistics.median(v / r for v, r in zip(wall, rates['reference'])):12.2f}x "
+                  f"{statistics.median(cpu):13.0f} "
+                  f"{statistics.median(v / r for v, r in zip(cpu, cpu_rates['reference'])):12.2f}x")
+        print(f"convzoo/reference per round (wall): {', '.join(f'{r:.2f}' for r in ratios)}")
         for name, (mean, largest) in equivalence(reference, ours, no_draft).items():
             print(f"{name} vs reference, same seeds: mean |diff| {mean:.2f} levels, max {largest:.0f} (of 255)")
         if args.workers is not None:
