@@ -180,7 +180,8 @@ def main() -> None:
         reference = ReferenceFolder([paths[i] for i in order], [labels[i] for i in order])
         ours, no_draft = convzoo_train_split(root), convzoo_train_split(root, reduced_scale=False)
         columns = {"reference": reference, "convzoo": ours, "no-draft": no_draft}
-        print(f"{args.images} JPEGs of {size[0]}x{size[1]}, {sum(p.stat().st_size for p in paths) / len(paths) / 1e3:.0f}"
+        kilobytes = sum(p.stat().st_size for p in paths) / len(paths) / 1e3
+        print(f"{args.images} JPEGs of {size[0]}x{size[1]}, {kilobytes:.0f}"
               f" kB each; one process, torch threads 1; load average before: {os.getloadavg()}", flush=True)
         for dataset in columns.values():  # warm the page cache and the code paths
             for i in range(min(20, len(dataset))):
@@ -201,7 +202,8 @@ def main() -> None:
             print(f"round {round_index + 1}: " + ", ".join(f"{n} {r[-1]:.0f}/s" for n, r in rates.items()), flush=True)
         print(f"load average after: {os.getloadavg()}")
         ratios = [o / r for o, r in zip(rates["convzoo"], rates["reference"])]
-        print(f"\n{'column':10} {'images/s (median)':>18} {'vs reference':>13} {'images/CPU-s':>13} {'vs reference':>13}")
+        print(f"\n{'column':10} {'images/s (median)':>18} {'vs reference':>13} {'images/CPU-s':>13} "
+              f"{'vs reference':>13}")
         for name in columns:
             wall, cpu = rates[name], cpu_rates[name]
             print(f"{name:10} {statistics.median(wall):18.0f} "

@@ -1,13 +1,14 @@
 """Startup of an image folder: how long `load_data` takes before the first batch, at 1k, 10k and 100k files.
 
-    python benchmarks/bench_startup.py [--sizes 1000,10000,100000] [--baseline /work/main/src --baseline-max 10000]
+    python benchmarks/bench_startup.py [--sizes 1000,10000,100000] [--baseline /work/main/src --baseline-max 1000]
 
 Each folder holds N small JPEGs (64x48, ~2 kB; 64 distinct images written round-robin) in 10 class folders
 under /tmp, written once, measured, and deleted. Each measurement is a new process (PYTHONPATH = the source
 tree) timing `load_data(folder, (3, 32, 32))` alone, in wall time and in CPU time (this process and the
-header readers it forks; on a shared machine the CPU time is the steadier figure): listing the files, reading each header, the stratified
-split and the statistics from an evenly spread sample. The files were just written, so they are in the page
-cache (as on a second run over a data set); a cold disk adds its own read time. --baseline times another tree
+header readers it forks; on a shared machine the CPU time is the steadier figure): listing the files, reading
+each header, the stratified split and the statistics from an evenly spread sample. The files were just
+written, so they are in the page cache (as on a second run over a data set); a cold disk adds its own read
+time. --baseline times another tree
 (e.g. main before this change, which decoded every file) on the folders of at most --baseline-max files.
 Target: 100k files ready in under 30 s. The load average is printed with every figure.
 """

@@ -160,7 +160,9 @@ class SegmentationPairs:
             self.images.mark_unreadable(index, error)
 
     def unreadable_paths(self) -> list[str]:
-        masks = [] if self.bad_masks is None else [self.masks[i] for i in torch.nonzero(self.bad_masks).flatten().tolist()]
+        if self.bad_masks is None:
+            return self.images.unreadable_paths()
+        masks = [self.masks[i] for i in torch.nonzero(self.bad_masks).flatten().tolist()]
         return self.images.unreadable_paths() + masks
 
     def check(self, skip_bad: bool) -> list[str]:
