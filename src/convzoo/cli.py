@@ -12,7 +12,7 @@ from rich.table import Table
 
 from .analysis import CONVENTIONS, summary
 from .analysis.compare import compare, complexity_chart
-from .errors import ConvzooError
+from .errors import ConvzooError, DrawError
 from .registry import list_models, model_card
 
 _REPORTED_NAMES = {
@@ -148,6 +148,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"convzoo export: error: {err}", file=sys.stderr)
         return 2
     print(f"{args.format} written to {out} (described in {out}.json)")
+    return 0
+
+
+def _cmd_draw(args: argparse.Namespace) -> int:
+    if args.course:
+        from .draw.gallery import write_course_figures
+
+        if args.out is None:
+            raise DrawError("--course writes a folder of figures: give it with --out DIR")
+        written = write_course_figures(args.out, force=args.force, progress=True)
+        print(f"{len(written)} figures written to {args.out}")
+        return 0
+    if args.source is None:
+        raise DrawError("give a model name, checkpoint or run folder to draw (or --course --out DIR)")
+    from .draw import draw_to_file
+
+    out = draw_to_file(args.source, out=args.out, force=args.force, input_size=args.input, depth=args.depth,
+                       expand=args.expand, direction=args.direction)
+    print(f"drawing written to {out}")
     return 0
 
 
@@ -801,6 +820,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                    help="run the written file at batch 1 and 3 and compare with PyTorch (ONNX: needs onnxruntime)")
     p.set_defaults(run=_cmd_export)
+
+    p = commands.add_parser("draw", help="draw a network as SVG, PNG or PDF (or the course's figures: --course)")
+    p.add_argument("source", nargs="?", default=None, metavar="NAME|CKPT|RUN_FOLDER",
+                   help="registered name, .safetensors checkpoint or run folder")
+    p.add_argument("--out", default=None, metavar="net.svg",
+                   help="file to write, format by suffix: .svg, .png, .pdf (default NAME.svg here); "
+                        "with --course, the folder")
+    p.add_argument("--input", type=_input_size, default=None, metavar="CxHxW",
+                   help="input size without the batch axis (default: the card's or the checkpoint's)")
+    p.add_argument("--depth", type=_depth, default=None, metavar="N",
+                   help="draw each module deeper than N as one box (0: the whole model)")
+    p.add_argument("--expand", action="store_true", help="draw every block of a repeated run, not one frame x N")
+    p.add_argument("--direction", choices=("TB", "LR", "U"), default="TB",
+                   help="top to bottom (default), left to right, or U (an encoder-decoder: down, across, up)")
+    p.add_argument("--force", action="store_true", help="replace files that exist")
+    p.add_argument("--course", action="store_true", help="write the course's figures (PNG and SVG) to --out DIR")
+    p.set_defaults(run=_cmd_draw)
 
     from .bench import add_bench_arguments
 

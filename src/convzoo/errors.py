@@ -71,3 +71,11 @@ class SpecError(ConvzooError, ValueError):
 
 class SpecFileNotFoundError(SpecError, FileNotFoundError):
     """A NAS spec path that does not exist."""
+
+
+class OutputExistsError(ConvzooError, ValueError):
+    """A file to write exists already and the caller did not ask to replace it (`--force`, overwrite=True)."""
+
+
+class DrawError(ConvzooError, ValueError):
+    """A drawing that cannot be made as asked: an unknown format or direction, a bad depth."""

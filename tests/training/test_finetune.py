@@ -58,3 +58,25 @@ def test_init_loads_the_body_of_a_torchvision_layout_file_and_keeps_a_new_head(t
         messages = load_initial_weights(target, tmp_path / name)
         assert torch.equal(target.layer3[2].conv2.weight, source.layer3[2].conv2.weight)
         assert torch.equal(target.fc.weight, head) and any("fc" in m for m in messages)
+
+
+def test_a_network_without_layer_modules_is_split_as_it_declares_its_stages():
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    class Declared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 8, 3))
+            self.classifier = nn.Linear(8, 2)
+
+        def feature_stages(self):
+            return [SimpleNamespace(steps=("features.0", "features.1")), SimpleNamespace(steps=("features.2",))]
+
+    network = Declared()
+    assert [(s.name, s.modules) for s in stages(network)] == [
+        ("stem", ("features.0", "features.1")), ("features.2", ("features.2",)), ("head", ("classifier",))]
+    freeze(network, ("stem",))
+    assert [n for n, p in network.named_parameters() if not p.requires_grad] == [
+        "features.0.weight", "features.0.bias", "features.1.weight", "features.1.bias"]

@@ -13,9 +13,10 @@
                  backwards trains D times slower than the next (BEiT's layer-wise decay).
 --freeze-bn      every batch norm keeps its running statistics (small batches on a new data set).
 
-Stages: a family that declares its stages (the model protocol's `feature_stages()`) is split as it says; any
-other network by its top-level modules named `layer<N>` (torchvision's ResNet layout): the stem is what comes
-before the first, the head what comes after the last. A network with neither can still be frozen by pattern.
+Stages: a network with top-level modules named `layer<N>` (torchvision's ResNet layout) is split by them: the
+stem is what comes before the first, the head what comes after the last. Any other network that declares its
+stages (the model protocol's `feature_stages()`) is split as it declares. A network with neither can still be
+frozen by pattern.
 """
 from __future__ import annotations
 
@@ -44,15 +45,12 @@ class Stage:
 
 
 def stages(network: nn.Module) -> list[Stage]:
-    """The network as stem, stages and head (see the module's docstring); [] when it declares no stages and
-    has no `layer<N>` modules."""
-    declared = _declared_stages(network)
-    if declared is not None:
-        return declared
+    """The network as stem, stages and head (see the module's docstring); [] when it has no `layer<N>` modules
+    and declares no stages."""
     names = [name for name, _ in network.named_children()]
     body = [i for i, name in enumerate(names) if _STAGE_NAME.match(name)]
     if not body:
-        return []
+        return _declared_stages(network) or []
     first, last = body[0], body[-1]
     parts = [("stem", tuple(names[:first]))] + [(names[i], (names[i],)) for i in body]
     parts.append(("head", tuple(names[last + 1:])))
@@ -60,14 +58,15 @@ def stages(network: nn.Module) -> list[Stage]:
 
 
 def _declared_stages(network: nn.Module) -> list[Stage] | None:
-    """The seam for the model protocol's stage declaration (`feature_stages()`: module paths a stage, the first
-    one the stem): a family that declares its stages is split by them; None when it declares none."""
+    """The seam for the model protocol's stage declaration (`feature_stages()`: each stage's module paths, in
+    order), for networks without torchvision's `layer<N>` names (whose names are what people type, and which
+    a declaration may group differently, e.g. a CIFAR ResNet's stem with layer1): the first declared stage is
+    the stem, the others are named by their last module path, the rest of the network is the head."""
     declare = getattr(network, "feature_stages", None)
     if not callable(declare):
         return None
-    declared = declare()
     parts, claimed = [], set()
-    for index, stage in enumerate(declared):
+    for index, stage in enumerate(declare()):
         steps = tuple(step for step in stage.steps if step not in claimed)
         claimed.update(steps)
         parts.append(("stem" if index == 0 else stage.steps[-1], steps))
