@@ -12,7 +12,7 @@ from rich.table import Table
 
 from .analysis import CONVENTIONS, summary
 from .analysis.compare import compare, complexity_chart
-from .errors import ConvzooError, DrawError
+from .errors import ConvzooError, DrawError, MemoryEstimateError
 from .registry import list_models, model_card
 
 _REPORTED_NAMES = {
@@ -176,6 +176,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
+_FORCE_HELP = ("run even if the estimated peak memory exceeds what the machine has available (the estimate is "
+               "shown in the first line; without --force such a run stops before allocating, naming what fits)")
+# The spellings of the flags a memory refusal may change (MemoryEstimateError.fixes), to rewrite the command.
+_FLAG_SPELLINGS = {"-b": ("-b", "--batch-size"), "--input-size": ("--input-size",),
+                   "--batch-sizes": ("--batch-sizes",), "--input-sizes": ("--input-sizes",)}
+
+
 def _image_size(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     if len(parts) not in (1, 2) or not all(part.isdigit() and int(part) > 0 for part in parts):
@@ -304,7 +311,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         protocol = make_protocol(args.protocol, scales=args.scales, flip=args.flip, slide=args.slide)
         results = evaluate_checkpoints(args.checkpoints, args.data, split=args.split, crops=args.crops,
                                        batch_size=args.batch_size, device=args.device, skip_bad=args.skip_bad,
-                                       crf=_crf(args), protocol=protocol)
+                                       crf=_crf(args), protocol=protocol, force=args.force)
     except ValueError as err:
         if isinstance(err, ConvzooError):
             raise
@@ -365,7 +372,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     try:
         predictions = predict_images(args.checkpoint, args.images, top=args.top, crops=args.crops,
-                                     device=args.device, out=args.out, crf=_crf(args))
+                                     device=args.device, out=args.out, crf=_crf(args), force=args.force)
     except ValueError as err:
         if isinstance(err, ConvzooError):
             raise
@@ -501,6 +508,7 @@ def _add_train_settings(p) -> None:
                      help="data loading processes (default: none for data in memory; for image files one "
                           "fewer than the cores, at most 8)")
     how.add_argument("--threads", type=int, default=unset, metavar="N", help="CPU threads per process")
+    how.add_argument("--force", action="store_true", default=unset, help=_FORCE_HELP)
     how.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=unset,
                      help="also write TensorBoard event files (needs convzoo[tensorboard]) beside metrics.csv")
 
@@ -560,6 +568,7 @@ def _add_training_commands(commands) -> None:
                    help="segmentation: a paper's test protocol: deeplabv3 (6 scales + flip), pspnet (6 scales + "
                         "flip, windows of the input size every 2/3 of it)")
     p.add_argument("--json", action="store_true", help="print JSON (with per-class accuracy and confusion matrix)")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.set_defaults(run=_cmd_eval)
 
     p = commands.add_parser("predict", help="the most probable classes of image files, or their masks")
@@ -574,6 +583,7 @@ def _add_training_commands(commands) -> None:
                    metavar="KEY=VALUE", help="a DenseCRF setting (implies --crf), e.g. theta_alpha=6")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.set_defaults(run=_cmd_predict)
 
 
@@ -767,6 +777,7 @@ def _add_nas_commands(commands) -> None:
                                                  "random_crop_padding=1")
     p.add_argument("--enas-arg", dest="enas", type=_model_arg, action="append", default=unset, metavar="KEY=VALUE",
                    help="an ENAS setting (see docs/nas.md), e.g. controller_steps=20")
+    p.add_argument("--force", action="store_true", default=unset, help=_FORCE_HELP)
     p.set_defaults(run=_cmd_nas_search)
 
     p = sub.add_parser("show", help="leaderboards of search folders, side by side; --out draws their rewards")
@@ -849,12 +860,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_with(argv: Sequence[str], fixes: Sequence[tuple[str, str]]) -> str:
+    """The command `argv` (without the program name) with each (flag, value) of `fixes` set: an earlier value
+    of the flag, under any of its spellings, is dropped."""
+    words = list(argv)
+    for flag, value in fixes:
+        spellings = _FLAG_SPELLINGS.get(flag, (flag,))
+        kept, skipping = [], False
+        for word in words:
+            if word in spellings or any(word.startswith(f"{s}=") for s in spellings if s.startswith("--")):
+                skipping = word in spellings  # "--flag value...": drop the values that follow too
+                continue
+            if skipping and not word.startswith("-"):
+                continue
+            skipping = False
+            kept.append(word)
+        words = kept + [flag, *value.split()]
+    return "convzoo " + " ".join(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except ConvzooError as err:
-        print(f"convzoo {args.command}: error: {err}", file=sys.stderr)
+        message = str(err)
+        if isinstance(err, MemoryEstimateError) and err.fixes:
+            message += ". A command that fits: " + " ; ".join(command_with(argv, [fix]) for fix in err.fixes)
+        print(f"convzoo {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -41,7 +41,7 @@ from .spec import save_spec, spec_key
 
 METHODS = ("reinforce", "random", "enas")
 # Settings a resumed search may change: how long and where it runs, not what it searches.
-RESUME_MAY_CHANGE = ("budget", "workers", "executor")
+RESUME_MAY_CHANGE = ("budget", "workers", "executor", "force")
 # The child training settings SearchConfig owns; train_settings may add any other TrainConfig setting.
 _CHILD_SETTINGS = ("epochs", "batch_size", "opt", "lr", "momentum", "weight_decay")
 
@@ -92,6 +92,7 @@ class SearchConfig:
     workers: int = 1
     executor: str = "local"
     enas: dict[str, Any] = field(default_factory=dict)  # ENAS's own settings (enas.EnasSettings)
+    force: bool = False                              # run even if the memory estimate exceeds what is available
 
     def __post_init__(self) -> None:
         if isinstance(self.space, dict):
@@ -135,7 +136,7 @@ class SearchConfig:
 
         return TrainConfig.from_dict({
             "model": "nas", "data": self.data, "input_size": list(self.input_size[1:]), "val_split": self.val_split,
-            "model_args": {"spec": spec}, "seed": self.seed, "threads": 1, "out": out,
+            "model_args": {"spec": spec}, "seed": self.seed, "threads": 1, "out": out, "force": self.force,
             # fixed, not timed per run (training/speed.py): a reward must depend on the architecture, not on how
             # busy the machine was when the engine timed the layouts
             "amp": False, "channels_last": False,
@@ -301,6 +302,7 @@ def train_child(job: dict) -> dict:
 
 
 def _sampling_search(config: SearchConfig, out: Path, resume: bool, console: Console) -> SearchResult:
+    check_search_memory(config)  # the largest child the space holds, on every worker at once
     sampler = _ControllerSampler(config) if config.method == "reinforce" else _RandomSampler(config)
     executor = make_executor(config.executor, config.workers)  # before any file is written: Ray may be missing
     try:
@@ -358,6 +360,31 @@ def _sampling_search(config: SearchConfig, out: Path, resume: bool, console: Con
                       f"{_percent(best['val_accuracy'])}); {folder.best}. Search accuracy is not final accuracy: "
                       f"retrain it with `convzoo train nas --spec {folder.best}`", highlight=False, soft_wrap=True)
     return SearchResult(out=folder.path, rows=rows, best=best)
+
+
+def check_search_memory(config: SearchConfig):
+    """The memory of the space's largest child (most filters, widest kernels, every skip, at the deepest depth
+    the budget reaches) trained on each of the workers at once, checked against what the machine has: an
+    absurd space (a layer of 10,000,000 filters) is refused before anything is written. Each child is checked
+    again when it trains (the engine's own guard)."""
+    from ..data.facts import source_facts
+    from ..memory import TrainingPlan, training_guard
+    from ..training.optim import optimizer_states
+
+    facts = source_facts(config.data)
+    depth = config.num_layers(config.budget - 1)
+    try:
+        spec = config.space.make_spec(config.space.largest_layers(depth, config.input_size), config.input_size)
+    except SpecError:  # no child of the space can be built at this input size: none will train (each scores 0)
+        return None
+    channels = config.input_size[0]
+    plan = TrainingPlan(model="nas", model_args={"spec": spec}, input_size=config.input_size,
+                        batch_size=config.batch_size, num_classes=facts.num_classes,
+                        optimizer_states=optimizer_states(config.opt, config.momentum), speed_trial=False,
+                        data_bytes=facts.memory_bytes,
+                        processes=config.workers if config.executor == "local" and config.workers > 1 else 1)
+    guard = training_guard(plan, format_size=lambda size: f"{channels}x{size[0]}x{size[1]}")
+    return guard.check(force=config.force)
 
 
 def _new_sample(config: SearchConfig, sampler, index: int) -> dict:
