@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from ..errors import RunFolderError, SpecError, TrainingDivergedError
+from ..errors import Interrupted, RunFolderError, SpecError, TrainingDivergedError
+from ..runtime import choose_threads, use_threads
 from .controller import Controller, ReinforceUpdater
 from .executor import EXECUTORS, make_executor
 from .folder import SearchFolder, best_row, plot_rewards
@@ -41,7 +42,7 @@ from .spec import save_spec, spec_key
 
 METHODS = ("reinforce", "random", "enas")
 # Settings a resumed search may change: how long and where it runs, not what it searches.
-RESUME_MAY_CHANGE = ("budget", "workers", "executor", "force")
+RESUME_MAY_CHANGE = ("budget", "workers", "threads", "executor", "force")
 # The child training settings SearchConfig owns; train_settings may add any other TrainConfig setting.
 _CHILD_SETTINGS = ("epochs", "batch_size", "opt", "lr", "momentum", "weight_decay")
 
@@ -90,6 +91,7 @@ class SearchConfig:
     # how it runs
     seed: int = 0
     workers: int = 1
+    threads: int | None = None  # CPU threads in all (children share them); None: convzoo.runtime's policy
     executor: str = "local"
     enas: dict[str, Any] = field(default_factory=dict)  # ENAS's own settings (enas.EnasSettings)
     force: bool = False                              # run even if the memory estimate exceeds what is available
@@ -112,7 +114,7 @@ class SearchConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.add_layers < 0:
             raise ValueError(f"add_layers must not be negative, got {self.add_layers}")
-        if self.reward_epochs > self.epochs:
+        if self.reward_epochs > self.epochs and self.method != "enas":  # ENAS scores children by shared weights
             raise ValueError(f"reward_epochs ({self.reward_epochs}) cannot exceed the child's epochs "
                              f"({self.epochs}): the reward is the best validation accuracy of the last "
                              f"reward_epochs epochs")
@@ -127,6 +129,10 @@ class SearchConfig:
                              f"fields, or per child)")
         self.child_train_config(spec={}, out="-")  # unknown or invalid training settings fail now, not in a child
 
+    def child_threads(self) -> int:
+        """Each child's CPU threads: the search's (convzoo.runtime's policy, or `threads`) shared by the workers."""
+        return max(1, choose_threads(self.threads).threads // self.workers)
+
     def num_layers(self, index: int) -> int:
         """The depth of the `index`-th sampled architecture (the depth schedule)."""
         return self.start_layers + self.add_layers * (index // self.add_layers_every)
@@ -136,7 +142,8 @@ class SearchConfig:
 
         return TrainConfig.from_dict({
             "model": "nas", "data": self.data, "input_size": list(self.input_size[1:]), "val_split": self.val_split,
-            "model_args": {"spec": spec}, "seed": self.seed, "threads": 1, "out": out, "force": self.force,
+            "model_args": {"spec": spec}, "seed": self.seed, "threads": self.child_threads(), "out": out,
+            "force": self.force,
             # fixed, not timed per run (training/speed.py): a reward must depend on the architecture, not on how
             # busy the machine was when the engine timed the layouts
             "amp": False, "channels_last": False,
@@ -178,11 +185,19 @@ def search(config: SearchConfig, out: str | Path, resume: bool = False, *,
            console: Console | None = None) -> SearchResult:
     """Run the search `config` into the folder `out` (see folder.py for its files), or with resume=True continue
     the search saved there. The method decides how: "reinforce", "random" or "enas"."""
-    if config.method == "enas":
-        from .enas import run_enas
+    console = console or Console()
+    threads = use_threads(config.threads)
+    console.print(f"{config.method} search: {threads}" + (f", {config.child_threads()} a child" if config.workers > 1
+                                                          else ""), highlight=False, soft_wrap=True)
+    try:
+        if config.method == "enas":
+            from .enas import run_enas
 
-        return run_enas(config, out, resume, console=console)
-    return _sampling_search(config, Path(out), resume, console or Console())
+            return run_enas(config, out, resume, console=console)
+        return _sampling_search(config, Path(out), resume, console)
+    except KeyboardInterrupt as err:
+        raise Interrupted(f"interrupted; the search's state after its last finished step is saved: continue with "
+                          f"`convzoo nas search --resume {out}`") from err
 
 
 def prepare_folder(config: SearchConfig, out: str | Path, resume: bool) -> SearchFolder:
@@ -304,7 +319,8 @@ def train_child(job: dict) -> dict:
 def _sampling_search(config: SearchConfig, out: Path, resume: bool, console: Console) -> SearchResult:
     check_search_memory(config)  # the largest child the space holds, on every worker at once
     sampler = _ControllerSampler(config) if config.method == "reinforce" else _RandomSampler(config)
-    executor = make_executor(config.executor, config.workers)  # before any file is written: Ray may be missing
+    # before any file is written: Ray may be missing
+    executor = make_executor(config.executor, config.workers, config.child_threads())
     try:
         folder = prepare_folder(config, out, resume)
         samples: list[dict] = []
