@@ -1,7 +1,8 @@
 """Searches on a real Ray cluster: a head node (no CPU: the driver's) and two worker nodes of one CPU each, all on
 127.0.0.1 (ray.cluster_utils.Cluster, started once for the module), the children running as Ray tasks. One worker
 node declares a GPU (Ray counts resources, it does not look for hardware; there is none here), so a child's GPU
-request can be checked where Ray grants it. Tiny children: 2 layers on 8x8 digits, 1 epoch."""
+request can be checked where Ray grants it. Nothing leaves 127.0.0.1 (executor.LOOPBACK_RAY_ENV). Tiny children:
+2 layers on 8x8 digits, 1 epoch."""
 from __future__ import annotations
 
 import importlib
@@ -19,7 +20,7 @@ from rich.console import Console
 import convzoo
 from convzoo.cli import build_parser, nas_search_config
 from convzoo.nas.config import SearchConfig
-from convzoo.nas.executor import ExecutorError
+from convzoo.nas.executor import LOOPBACK_RAY_ENV, ExecutorError
 from convzoo.nas.folder import SearchFolder
 from convzoo.nas.search import search
 
@@ -55,15 +56,15 @@ def scores(rows: list[dict]) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    saved = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "PYTHONPATH")}
-    # Loopback only: without this Ray turns 127.0.0.1 into the machine's network address when it connects.
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    constants = ray._private.ray_constants
-    enable_cluster, constants.ENABLE_RAY_CLUSTER = constants.ENABLE_RAY_CLUSTER, False
-    # The nodes' workers import this convzoo, wherever the test runs from.
+    # Loopback only (executor.LOOPBACK_RAY_ENV), and the nodes' workers import this convzoo wherever the test runs.
     source = str(Path(convzoo.__file__).resolve().parents[1])
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [source, saved["PYTHONPATH"]]))
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1"})
+    env = {**LOOPBACK_RAY_ENV, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    constants = ray._private.ray_constants  # read when ray was imported, maybe before the environment was set
+    enable_cluster, constants.ENABLE_RAY_CLUSTER = constants.ENABLE_RAY_CLUSTER, False
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
+                                                            "include_dashboard": False})
     try:
         cpu_node = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
         cluster.add_node(num_cpus=1, num_gpus=1, node_ip_address="127.0.0.1")

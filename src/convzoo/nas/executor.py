@@ -25,6 +25,17 @@ from ..errors import ConvzooError
 
 EXECUTORS = ("local", "ray")
 
+# The environment for a Ray cluster that must stay on this machine's loopback (tests, benchmarks, a laptop): Ray
+# otherwise swaps 127.0.0.1 for the machine's network address, and its head node's usage-stats module asks the
+# cloud metadata address (169.254.169.254) which cloud it runs on and reports to Ray's server. Set it before
+# `import ray` and before any node starts (its processes inherit it); HTTP goes to a closed loopback port.
+LOOPBACK_RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/",
+    "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": "127.0.0.1,localhost",
+    "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost",
+}
+
 
 class ExecutorError(ConvzooError, ValueError):
     """An executor that cannot be used as asked: unknown name, bad worker count, Ray not installed."""
