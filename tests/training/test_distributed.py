@@ -7,10 +7,15 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+
+import convzoo
+
+SOURCE = str(Path(convzoo.__file__).resolve().parents[1])  # the nodes run from their own folders: this convzoo
 
 
 # Loopback only: torchrun's agents advertise --local-addr, gloo listens on the interface GLOO_SOCKET_IFNAME names.
@@ -68,13 +73,18 @@ def free_loopback_port() -> int:
 @pytest.mark.slow
 def test_torchrun_two_nodes_on_loopback_train_as_two_processes(shapes, two_processes, tmp_path):
     # Two torchrun agents, one process each, meeting at a c10d rendezvous: two "nodes" as on two machines, here on
-    # 127.0.0.1. Rank 0 (whichever node it is) writes the run folder.
-    out = tmp_path / "run"
+    # 127.0.0.1. Each works in its own folder with a relative --out, so they share no run folder, as machines
+    # without a shared disk: rank 0 (whichever node it is) writes the run folder in its own.
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
                "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_loopback_port()}", "--rdzv-id=convzoo-test",
-               *LOOPBACK, *TRAIN, "--data", str(shapes), "--out", str(out)]
-    nodes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=torchrun_env())
-             for _ in range(2)]
+               *LOOPBACK, *TRAIN, "--data", str(shapes), "--out", "run"]
+    homes = [tmp_path / "node0", tmp_path / "node1"]
+    env = {**torchrun_env(), "PYTHONPATH": os.pathsep.join(filter(None, [SOURCE, os.environ.get("PYTHONPATH")]))}
+    nodes = []
+    for home in homes:
+        home.mkdir()
+        nodes.append(subprocess.Popen(command, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=env))
     try:
         outputs = [node.communicate(timeout=300) for node in nodes]
     finally:
@@ -83,6 +93,9 @@ def test_torchrun_two_nodes_on_loopback_train_as_two_processes(shapes, two_proce
                 node.kill()
     for node, (_, stderr) in zip(nodes, outputs):
         assert node.returncode == 0, stderr[-3000:]
+    written = [home / "run" for home in homes if (home / "run").exists()]
+    assert len(written) == 1  # one run folder, on rank 0's node
+    out = written[0]
     reference, _ = two_processes
     config = json.loads((out / "config.json").read_text())
     assert config["resolved"]["processes"] == 2 and config["resolved"]["global_batch_size"] == 16
