@@ -239,6 +239,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lr_find(args: argparse.Namespace) -> int:
+    from .training import find_lr, make_config
+
+    settings = _training_settings(args)
+    sweep = {key: settings.pop(key) for key in ("lr_start", "lr_end")}
+    out = settings.pop("out", None)
+    try:
+        recipe = settings.pop("recipe", None) or _default_recipe(args.model)
+        config = make_config(args.model, recipe, **settings)
+        result = find_lr(config, out=out, start=sweep["lr_start"], end=sweep["lr_end"], console=_console())
+    except (ValueError, FileNotFoundError) as err:
+        if isinstance(err, ConvzooError):
+            raise
+        print(f"convzoo lr-find: error: {err}", file=sys.stderr)
+        return 2
+    table = Table(title=f"learning-rate range test: {args.model}, {len(result.lrs)} steps"
+                        f"{' (stopped: the loss diverged)' if result.diverged else ''}", title_justify="left")
+    table.add_column("rule")
+    table.add_column("learning rate", justify="right")
+    table.add_row("suggestion: steepest descent before the minimum", f"{result.suggestion:.3g}")
+    table.add_row("minimum of the smoothed loss / 10", f"{result.min_over_10:.3g}")
+    _console().print(table)
+    print(f"curve and figures: {result.png}")
+    return 0
+
+
 def _crf(args: argparse.Namespace):
     from .layers.crf import DenseCRF
 
@@ -253,11 +279,13 @@ def _crf(args: argparse.Namespace):
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .training import evaluate_checkpoints
+    from .training.test_time import make_protocol
 
     try:
+        protocol = make_protocol(args.protocol, scales=args.scales, flip=args.flip, slide=args.slide)
         results = evaluate_checkpoints(args.checkpoints, args.data, split=args.split, crops=args.crops,
                                        batch_size=args.batch_size, device=args.device, skip_bad=args.skip_bad,
-                                       crf=_crf(args))
+                                       crf=_crf(args), protocol=protocol)
     except ValueError as err:
         if isinstance(err, ConvzooError):
             raise
@@ -296,6 +324,8 @@ def _print_segmentation_eval(data: str, results) -> None:
         table.add_row(name, _fraction(m["miou"]), _fraction(m["pixel_accuracy"]), _fraction(m["mean_dice"]),
                       f"{m['loss']:.4f}")
     console = _console()
+    if first["protocol"] != "single scale":
+        console.print(f"test protocol: {first['protocol']} (softmax averaged)")
     console.print(table)
     per_class = Table(title="IoU per class (-: in neither masks nor prediction)",
                       title_justify="left")
@@ -340,23 +370,36 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_training_commands(commands) -> None:
-    from .training import RECIPES
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--scales takes factors separated by commas, e.g. 0.5,1,1.5; not {text!r}") \
+            from None
+
+
+def _crop_stride(text: str) -> tuple[int, int]:
+    parts = text.split(",")
+    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"--slide takes CROP,STRIDE in pixels, e.g. 64,43; not {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def _learning_rate(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--lr takes a number or 'auto', not {text!r}") from None
+
+
+def _add_train_settings(p) -> None:
+    """The settings of a run (data, fine-tuning, optimisation, how it runs): `train` and `lr-find` take them."""
+    from .data.auto_augment import AUTO_AUGMENTS
     from .training.optim import OPTIMIZERS, SCHEDULES
 
     unset = argparse.SUPPRESS  # only flags the user gives override the recipe
-    p = commands.add_parser("train", help="train a network on digits or your images; writes a run folder",
-                            description="Train a registered network. Flags override the recipe's values "
-                                        "(default recipe: quick). Flag names follow torchvision's "
-                                        "references/classification/train.py.")
-    p.add_argument("model", nargs="?", help="registered network name (see `convzoo list`)")
-    p.add_argument("--resume", metavar="DIR", default=None,
-                   help="continue the run in DIR from its last finished epoch (same result as never stopping)")
-    p.add_argument("--recipe", choices=list(RECIPES), default=unset,
-                   help="a paper's settings (see convzoo.training.RECIPES); default: quick, or segmentation for "
-                        "a segmentation network")
-    p.add_argument("--out", "--output-dir", dest="out", metavar="DIR", default=unset,
-                   help="run folder (default: runs/MODEL-DATA, numbered if it exists)")
     data = p.add_argument_group("data")
     data.add_argument("--data", default=unset,
                       help="'digits' or 'digits-seg' (embedded) or a folder: ImageFolder tree, MNIST/Fashion-MNIST "
@@ -375,11 +418,32 @@ def _add_training_commands(commands) -> None:
     data.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=unset, help="random mirror images")
     data.add_argument("--pca-lighting", type=float, default=unset, metavar="STD",
                       help="AlexNet's PCA colour lighting (paper: 0.1)")
+    data.add_argument("--auto-augment", choices=AUTO_AUGMENTS, default=unset,
+                      help="RandAugment (2 operations at magnitude 9) or TrivialAugment (one, random magnitude)")
+    data.add_argument("--random-erasing", type=float, default=unset, metavar="P",
+                      help="erase a random rectangle of a training image with probability P (Zhong et al.)")
+    data.add_argument("--mixup-alpha", type=float, default=unset, metavar="A", help="mixup's Beta(A, A) (0.2)")
+    data.add_argument("--cutmix-alpha", type=float, default=unset, metavar="A", help="CutMix's Beta(A, A) (1.0)")
+    tune = p.add_argument_group("fine-tuning")
+    tune.add_argument("--init", default=unset, metavar="FILE",
+                      help="start from these weights: a convzoo checkpoint or run folder, or a torchvision-layout "
+                           "state dict (a classifier of another size is re-initialised)")
+    tune.add_argument("--freeze", nargs="+", default=unset, metavar="STAGE|PATTERN",
+                      help="stages to keep fixed (stem, layer1, ...) or parameter-name patterns ('layer1.*')")
+    tune.add_argument("--lr-body", type=float, default=unset, metavar="LR",
+                      help="the learning rate of the body (the head keeps --lr)")
+    tune.add_argument("--layer-decay", type=float, default=unset, metavar="D",
+                      help="each stage back from the head trains at D x the rate of the next")
+    tune.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=unset,
+                      help="keep every batch norm's running statistics")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, default=unset, metavar="N")
     opt.add_argument("-b", "--batch-size", type=int, default=unset, metavar="N", help="images per process")
     opt.add_argument("--opt", choices=OPTIMIZERS, default=unset)
-    opt.add_argument("--lr", type=float, default=unset)
+    opt.add_argument("--lr", type=_learning_rate, default=unset,
+                     help="a number, or auto: the learning-rate finder's suggestion (see `convzoo lr-find`)")
+    opt.add_argument("--lr-find-steps", type=int, default=unset, metavar="N",
+                     help="the learning-rate finder's sweep length (100)")
     opt.add_argument("--momentum", type=float, default=unset)
     opt.add_argument("--wd", "--weight-decay", dest="weight_decay", type=float, default=unset)
     opt.add_argument("--lr-scheduler", choices=SCHEDULES, default=unset)
@@ -393,6 +457,11 @@ def _add_training_commands(commands) -> None:
     opt.add_argument("--lr-min", type=float, default=unset, help="cosine: the final learning rate")
     opt.add_argument("--label-smoothing", type=float, default=unset)
     opt.add_argument("--clip-grad-norm", type=float, default=unset, metavar="MAX")
+    opt.add_argument("--model-ema", type=float, default=unset, metavar="DECAY",
+                     help="keep an exponential moving average of the weights (e.g. 0.999); the better of the two "
+                          "on the validation split becomes best.safetensors")
+    opt.add_argument("--patience", type=int, default=unset, metavar="EPOCHS",
+                     help="stop early after this many epochs without a better validation metric")
     opt.add_argument("--model-arg", dest="model_args", type=_model_arg, action="append", default=unset,
                      metavar="KEY=VALUE", help="keyword argument of the network, e.g. drop_path_rate=0.1")
     opt.add_argument("--spec", default=unset, metavar="FILE_OR_DIR",
@@ -408,7 +477,41 @@ def _add_training_commands(commands) -> None:
     how.add_argument("--device", default=unset, help="auto (default), cpu, cuda, cuda:1")
     how.add_argument("-j", "--workers", type=int, default=unset, metavar="N", help="data loading processes")
     how.add_argument("--threads", type=int, default=unset, metavar="N", help="CPU threads per process")
+    how.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=unset,
+                     help="also write TensorBoard event files (needs convzoo[tensorboard]) beside metrics.csv")
+
+
+def _add_training_commands(commands) -> None:
+    from .training import RECIPES
+
+    unset = argparse.SUPPRESS  # only flags the user gives override the recipe
+    p = commands.add_parser("train", help="train a network on digits or your images; writes a run folder",
+                            description="Train a registered network. Flags override the recipe's values "
+                                        "(default recipe: quick). Flag names follow torchvision's "
+                                        "references/classification/train.py.")
+    p.add_argument("model", nargs="?", help="registered network name (see `convzoo list`)")
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the run in DIR from its last finished epoch (same result as never stopping)")
+    p.add_argument("--recipe", choices=list(RECIPES), default=unset,
+                   help="a paper's settings (see convzoo.training.RECIPES); default: quick, or segmentation for "
+                        "a segmentation network")
+    p.add_argument("--out", "--output-dir", dest="out", metavar="DIR", default=unset,
+                   help="run folder (default: runs/MODEL-DATA, numbered if it exists)")
+    _add_train_settings(p)
     p.set_defaults(run=_cmd_train)
+
+    p = commands.add_parser("lr-find", help="the learning-rate range test: loss against an exponentially growing rate",
+                            description="Train from the initial weights while the learning rate grows from "
+                                        "--start-lr to --end-lr; write lr_find.json and lr_find.png with the "
+                                        "suggested rate. Takes train's settings (recipe, data, optimizer, --init).")
+    p.add_argument("model", help="registered network name (see `convzoo list`)")
+    p.add_argument("--recipe", choices=list(RECIPES), default=unset, help="default: as train's")
+    p.add_argument("--out", dest="out", metavar="DIR", default=unset,
+                   help="where lr_find.json and lr_find.png go (default: runs/MODEL-lr-find)")
+    p.add_argument("--start-lr", dest="lr_start", type=float, default=1e-6, help="first rate (1e-6)")
+    p.add_argument("--end-lr", dest="lr_end", type=float, default=10.0, help="last rate (10)")
+    _add_train_settings(p)
+    p.set_defaults(run=_cmd_lr_find)
 
     p = commands.add_parser("eval", help="evaluate checkpoints (and their ensemble) on a data set")
     p.add_argument("checkpoints", nargs="+", metavar="CKPT", help=".safetensors checkpoint or run folder (its best)")
@@ -424,6 +527,14 @@ def _add_training_commands(commands) -> None:
     p.add_argument("--crf-param", dest="crf_params", type=_model_arg, action="append", default=[],
                    metavar="KEY=VALUE", help="a DenseCRF setting (implies --crf), e.g. theta_alpha=6 w_smooth=0: "
                                              "the defaults are the paper's, for photographs")
+    p.add_argument("--scales", type=_scales, default=None, metavar="S,S,...",
+                   help="segmentation: average the softmax over these input scales, e.g. 0.5,0.75,1,1.25,1.5,1.75")
+    p.add_argument("--flip", action="store_true", help="segmentation: average with the mirrored image's softmax")
+    p.add_argument("--slide", type=_crop_stride, default=None, metavar="CROP,STRIDE",
+                   help="segmentation: label CROPxCROP windows every STRIDE pixels (images larger than the crop)")
+    p.add_argument("--protocol", choices=("deeplabv3", "pspnet"), default=None,
+                   help="segmentation: a paper's test protocol: deeplabv3 (6 scales + flip), pspnet (6 scales + "
+                        "flip, windows of the input size every 2/3 of it)")
     p.add_argument("--json", action="store_true", help="print JSON (with per-class accuracy and confusion matrix)")
     p.set_defaults(run=_cmd_eval)
 

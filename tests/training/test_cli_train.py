@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from convzoo.cli import main
 
 
@@ -51,3 +53,17 @@ def test_train_errors_are_messages(shapes, tmp_path, capsys):
     assert "does not take the arguments {'wings': 2}" in capsys.readouterr().err
     assert _train(shapes, tmp_path / "b", "--epochs", "0") == 2
     assert "epochs must be at least 1" in capsys.readouterr().err
+
+
+def test_lr_find_writes_the_curve_and_prints_the_suggestion(shapes, tmp_path, capsys):
+    out = tmp_path / "lr"
+    assert main(["lr-find", "lenet5", "--data", str(shapes), "--out", str(out), "-b", "16", "--threads", "1",
+                 "--lr-find-steps", "20", "--start-lr", "1e-4", "--end-lr", "1"]) == 0
+    printed = capsys.readouterr().out
+    found = json.loads((out / "lr_find.json").read_text())
+    assert len(found["lrs"]) <= 20 and found["lrs"][0] == 1e-4
+    assert 1e-4 <= found["suggestion"] <= 1 and f"{found['suggestion']:.3g}" in printed
+    assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit):
+        main(["train", "lenet5", "--data", str(shapes), "--lr", "fast"])
+    assert "--lr takes a number or 'auto'" in capsys.readouterr().err

@@ -268,6 +268,9 @@ class SegmentationTransform:
         self.size = (int(input_size[1]), int(input_size[2]))
         if augment is not None and augment.pca_lighting:
             raise DataError("pca_lighting is a classification augmentation (AlexNet); segmentation does not use it")
+        if augment is not None and (augment.auto_augment or augment.random_erasing):
+            raise DataError("--auto-augment and --random-erasing are classification augmentations here (they would "
+                            "move the image without its mask); drop them for segmentation")
         self.augment = augment
         self.normalize = Normalize(mean, std)
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import DataError
+from .auto_augment import AUTO_AUGMENTS, auto_augment, random_erasing
 
 # ITU-R BT.601 luma, the weights PIL uses for RGB -> "L", so a colour image turns grey the same way
 # whether it arrives as a file or as an array.
@@ -36,12 +37,16 @@ class Augment:
     hflip: mirror horizontally with probability 1/2.
     pca_lighting: standard deviation of AlexNet's PCA colour lighting (paper: 0.1); the principal components
         come from the training split's pixel covariance.
+    auto_augment: "randaugment" or "trivialaugment" (auto_augment.py), after the flip.
+    random_erasing: the probability of erasing a random rectangle of the normalised image (auto_augment.py).
     """
 
     random_crop_padding: int = 0
     random_resized_scale: tuple[int, int] | None = None
     hflip: bool = False
     pca_lighting: float = 0.0
+    auto_augment: str | None = None
+    random_erasing: float = 0.0
 
     def __post_init__(self) -> None:
         # A recipe or config.json may give the scale as a list; keep one type so configs compare equal.
@@ -55,6 +60,10 @@ class Augment:
             raise DataError(f"random_crop_padding must be >= 0, got {self.random_crop_padding}")
         if self.pca_lighting < 0:
             raise DataError(f"pca_lighting is a standard deviation and must be >= 0, got {self.pca_lighting}")
+        if self.auto_augment is not None and self.auto_augment not in AUTO_AUGMENTS:
+            raise DataError(f"unknown auto_augment {self.auto_augment!r}; choose from {', '.join(AUTO_AUGMENTS)}")
+        if not 0 <= self.random_erasing <= 1:
+            raise DataError(f"random_erasing is a probability, in [0, 1]; got {self.random_erasing}")
 
     def check_fits(self, height: int, width: int) -> None:
         """Refuse a scale range whose smallest image could not hold one crop of the input size."""
@@ -188,8 +197,8 @@ class EvalTransform:
 
 
 class TrainTransform:
-    """Resize to the input (or scale-jitter and random crop), add the border, pad-and-crop, flip, PCA
-    lighting, normalise."""
+    """Resize to the input (or scale-jitter and random crop), add the border, pad-and-crop, flip, RandAugment
+    or TrivialAugment, PCA lighting, normalise, random erasing."""
 
     def __init__(self, input_size: Sequence[int], mean: Sequence[float], std: Sequence[float], augment: Augment,
                  pca_eigenvalues: Tensor | None = None, pca_eigenvectors: Tensor | None = None,
@@ -217,9 +226,12 @@ class TrainTransform:
             image = random_crop(F.pad(image, (pad, pad, pad, pad)), image.shape[-2:])
         if aug.hflip and bool(torch.rand(()) < 0.5):
             image = image.flip(-1)
+        if aug.auto_augment is not None:
+            image = auto_augment(image, aug.auto_augment)
         if aug.pca_lighting:
             image = self._lighting(image)
-        return self.normalize(image)
+        image = self.normalize(image)
+        return random_erasing(image, aug.random_erasing) if aug.random_erasing else image
 
     def _lighting(self, image: Tensor) -> Tensor:
         # AlexNet section 4.1: add sum_i alpha_i * lambda_i * p_i to every pixel, alpha_i ~ N(0, sigma^2) drawn

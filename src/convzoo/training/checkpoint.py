@@ -8,6 +8,9 @@
       best.safetensors     the weights of the epoch with the best validation metric
       resume.pt            model, optimizer and schedule state after the latest epoch, for --resume
       curves.png           learning curves;  confusion_matrix.png: the test split's confusion matrix
+      worst_predictions.png  the test images with the highest loss (segmentation: the lowest IoU)
+      lr_find.json/.png    the learning-rate finder's sweep and suggestion (--lr auto)
+      tensorboard/         TensorBoard event file (--tensorboard), the same figures as metrics.csv
 
 Every file is written atomically (temp file, fsync, rename), so a run killed at any moment leaves the previous
 version of each file intact. resume.pt holds the model weights too: it is the one file --resume reads, so it
@@ -53,6 +56,10 @@ class RunFolder:
         self.resume = self.path / "resume.pt"
         self.curves = self.path / "curves.png"
         self.confusion = self.path / "confusion_matrix.png"
+        self.worst = self.path / "worst_predictions.png"
+        self.lr_find_json = self.path / "lr_find.json"
+        self.lr_find_png = self.path / "lr_find.png"
+        self.tensorboard = self.path / "tensorboard"
 
     def holds_run(self) -> bool:
         return self.resume.is_file() or self.config.is_file()

@@ -36,12 +36,17 @@ from ..registry import create_model, default_input_size, model_card
 from ..weights import read_state_dict
 from . import distributed
 from .checkpoint import RunFolder, describe_checkpoint, finite_or_none, save_checkpoint
+from .ema import ModelEma
+from .finetune import freeze, hold_statistics, load_initial_weights, parameter_groups
+from .lr_finder import LRFindResult, lr_sweep
 from .metrics import plot_confusion_matrix, plot_learning_curves
 from .optim import LRSchedule, build_optimizer
+from .mixing import BatchMixing
 from .progress import EpochProgress, epoch_line
 from .speed import (SpeedChoice, cache_key, cached_choice, choose_speed_options, combination_name,
                     remember_choice)
 from .tasks import Task, build_task, check_data_for_task
+from .tensorboard import tensorboard_available, write_event_file
 
 # LeNet-5 reads 28x28 digits centred in a 32x32 field (LeCun et al. 1998, section III-A): its default border.
 LENET_BORDER = 2
@@ -65,13 +70,24 @@ class TrainConfig:
     scale_jitter: tuple[float, float] | None = None  # shorter side in [a, b] x the input side, then a random crop
     hflip: bool = False
     pca_lighting: float = 0.0
+    auto_augment: str | None = None             # "randaugment" or "trivialaugment" (data/auto_augment.py)
+    random_erasing: float = 0.0                 # probability a training image gets a rectangle erased
+    mixup_alpha: float = 0.0                    # training/mixing.py
+    cutmix_alpha: float = 0.0
     # the network
     model_args: dict[str, Any] = field(default_factory=dict)
+    # fine-tuning (training/finetune.py)
+    init: str | None = None                     # start from these weights (a checkpoint, a run folder)
+    freeze: tuple[str, ...] = ()                # stages (stem, layer1, ...) or parameter-name patterns
+    lr_body: float | None = None                # the body's learning rate (the head keeps lr)
+    layer_decay: float | None = None            # each stage back from the head trains this many times slower
+    freeze_bn: bool = False                     # every batch norm keeps its running statistics
     # optimisation
     epochs: int = 10
     batch_size: int = 32                        # per process: with N processes the global batch is N x this
     opt: str = "sgd"
-    lr: float = 0.01
+    lr: float | str = 0.01                      # "auto": the learning-rate finder's suggestion (lr_finder.py)
+    lr_find_steps: int = 100                    # the finder's sweep length (steps)
     momentum: float = 0.9
     weight_decay: float = 0.0
     lr_scheduler: str = "constant"
@@ -84,6 +100,8 @@ class TrainConfig:
     lr_patience: int = 5
     label_smoothing: float = 0.0
     clip_grad_norm: float | None = None
+    model_ema: float | None = None              # the decay of an EMA of the weights (training/ema.py)
+    patience: int | None = None                 # stop after this many epochs without a better validation metric
     # how it runs
     seed: int = 0
     amp: bool | None = None                     # bf16 autocast; None: measured (training/speed.py), or off
@@ -92,10 +110,11 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 0
     threads: int | None = None                  # CPU threads per process (torch.set_num_threads); None: torch's
+    tensorboard: bool = False                   # TensorBoard event files beside metrics.csv (training/tensorboard.py)
     out: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("input_size", "scale_jitter", "lr_steps"):
+        for name in ("input_size", "scale_jitter", "lr_steps", "freeze"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, tuple(value))
@@ -107,6 +126,13 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ValueError(f"clip_grad_norm must be positive, got {self.clip_grad_norm}")
+        if isinstance(self.lr, str) and self.lr != "auto":
+            raise ValueError(f"lr is a number or 'auto' (the learning-rate finder's suggestion), got {self.lr!r}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience counts epochs without improvement and must be at least 1, got {self.patience}")
+        for name in ("lr_body", "layer_decay"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -129,6 +155,9 @@ class TrainResult:
     test: dict  # the best checkpoint's metrics on the test split (the validation split if there is no test)
 
 
+# The sweep of --lr auto draws its batches from a generator seeded as an epoch no run reaches.
+LR_FIND_EPOCH = 2**31 - 1
+
 # Settings a resumed run may change: they alter how it runs, never what it computes.
 RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out")
 
@@ -142,7 +171,7 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
     try:
         run = set_up(config, resume=resume, ctx=ctx, console=console)
         try:
-            for epoch in range(run.start_epoch, config.epochs):
+            for epoch in epochs_to_run(run):
                 train_metrics, progress = train_one_epoch(run, epoch)
                 val_metrics = validate(run)
                 is_best = record_epoch(run, epoch, train_metrics, val_metrics, progress)
@@ -176,12 +205,17 @@ class Run:
     model: nn.Module  # the network, or its DistributedDataParallel wrapper
     task: Task
     speed: SpeedChoice
+    lr: float  # the head's base learning rate: config.lr, or the finder's suggestion under lr="auto"
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
+    mixing: BatchMixing
+    frozen_norms: list[nn.Module] = field(default_factory=list)
+    ema: ModelEma | None = None
     start_epoch: int = 0
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     best_metric: float | None = None
+    best_weights: str = "raw"  # "ema" when the average scored better in the best epoch
     train_seconds: float = 0.0
 
     @property
@@ -193,15 +227,20 @@ class Run:
         return {"format": 1, "epoch": epoch, "model": self.network.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
                 "history": self.history, "best_epoch": self.best_epoch, "best_metric": self.best_metric,
-                "train_seconds": self.train_seconds, "classes": list(self.data.classes),
-                "speed": {"channels_last": self.speed.channels_last, "amp": self.speed.amp}}
+                "best_weights": self.best_weights, "train_seconds": self.train_seconds,
+                "classes": list(self.data.classes), "lr": self.lr,
+                "speed": {"channels_last": self.speed.channels_last, "amp": self.speed.amp},
+                **({"ema": self.ema.state_dict()} if self.ema is not None else {})}
 
     def restore(self, state: dict) -> None:
         self.network.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.start_epoch, self.history = state["epoch"], list(state["history"])
         self.best_epoch, self.best_metric = state["best_epoch"], state["best_metric"]
+        self.best_weights = state.get("best_weights", "raw")
         self.train_seconds = state["train_seconds"]
 
 
@@ -237,11 +276,17 @@ def set_up(config: TrainConfig, *, resume: bool, ctx: distributed.Distributed, c
     train_sampler, train_loader, val_loader, test_loader = _loaders(data, config, ctx)
 
     network = _build_network(config, card.name, data, input_size, ctx)
+    if config.init and state is None:
+        load_initial_weights(network, config.init, console if ctx.is_main else None)
+    frozen_norms = freeze(network, config.freeze) if config.freeze else []
     task = build_task(task_name, data.classes, config.label_smoothing, aux_weight=getattr(network, "aux_weight", 0.0))
+    mixing = _batch_mixing(config, task)
     speed = _speed_choice(network, task, train_loader, config, state, ctx)
     network = network.to(memory_format=torch.channels_last if speed.channels_last else torch.contiguous_format)
-    optimizer = build_optimizer(network.parameters(), config.opt, config.lr, config.momentum, config.weight_decay)
+    lr = _learning_rate(config, network, task, train_loader, speed, state, folder, ctx, console)
+    optimizer = _build_optimizer(config, network, lr)
     schedule = _build_schedule(optimizer, config, len(train_loader), task)
+    ema = ModelEma(network, config.model_ema) if config.model_ema is not None else None
     model = network
     if ctx.enabled:
         model = nn.parallel.DistributedDataParallel(
@@ -250,7 +295,8 @@ def set_up(config: TrainConfig, *, resume: bool, ctx: distributed.Distributed, c
               border=border, data=data, train_sampler=train_sampler, train_loader=train_loader,
               val_loader=val_loader, test_loader=test_loader,
               test_split="test" if data.test is not None else "val", network=network, model=model, task=task,
-              speed=speed, optimizer=optimizer, schedule=schedule)
+              speed=speed, lr=lr, optimizer=optimizer, schedule=schedule, mixing=mixing,
+              frozen_norms=frozen_norms, ema=ema)
     if state is not None:
         run.restore(state)
     if ctx.is_main:
@@ -273,7 +319,8 @@ def _load_data(config: TrainConfig, input_size: tuple[int, int, int], border: in
     augment = Augment(
         random_crop_padding=config.random_crop_padding, hflip=config.hflip, pca_lighting=config.pca_lighting,
         random_resized_scale=None if config.scale_jitter is None else
-        tuple(round(s * (min(input_size[1:]) - 2 * border)) for s in config.scale_jitter))
+        tuple(round(s * (min(input_size[1:]) - 2 * border)) for s in config.scale_jitter),
+        auto_augment=config.auto_augment, random_erasing=config.random_erasing)
     return load_data(config.data, input_size, val_split=config.val_split, seed=config.seed,
                      augment=None if augment == Augment() else augment, skip_bad=config.skip_bad, border=border)
 
@@ -302,12 +349,89 @@ def _build_network(config: TrainConfig, name: str, data, input_size: tuple[int, 
     return network.to(ctx.device)
 
 
+def _batch_mixing(config: TrainConfig, task: Task) -> BatchMixing:
+    mixing = BatchMixing(len(task.classes), mixup_alpha=config.mixup_alpha, cutmix_alpha=config.cutmix_alpha)
+    if mixing.enabled and task.name != "classification":
+        raise ValueError("mixup and cutmix blend the labels of whole images (classification); drop "
+                         "--mixup-alpha/--cutmix-alpha for segmentation")
+    return mixing
+
+
+def _build_optimizer(config: TrainConfig, network: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """One parameter group, or one a stage when the body trains at another rate (finetune.py)."""
+    if config.lr_body is None and config.layer_decay is None:
+        params = network.parameters()
+    else:
+        params = parameter_groups(network, lr, config.lr_body, config.layer_decay)
+    return build_optimizer(params, config.opt, lr, config.momentum, config.weight_decay)
+
+
 def _build_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int,
                     task: Task) -> LRSchedule:
     return LRSchedule(optimizer, config.lr_scheduler, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
                       step_size=config.lr_step_size, milestones=config.lr_steps, gamma=config.lr_gamma,
                       warmup_epochs=config.lr_warmup_epochs, warmup_decay=config.lr_warmup_decay,
                       min_lr=config.lr_min, patience=config.lr_patience, higher_is_better=task.higher_is_better)
+
+
+def _learning_rate(config: TrainConfig, network: nn.Module, task: Task, loader: DataLoader, speed: SpeedChoice,
+                   state: dict | None, folder: RunFolder, ctx: distributed.Distributed, console: Console) -> float:
+    """config.lr; under "auto" the finder's suggestion, measured once (rank 0's, for every process) and recorded
+    in the run folder (lr_find.json, lr_find.png); a resumed run keeps the rate it started with."""
+    if not isinstance(config.lr, str):
+        return float(config.lr)
+    if state is not None:
+        return float(state["lr"])
+    result = _sweep(config, network, task, loader, speed, ctx)
+    lr = float(ctx.sum(torch.tensor(result.suggestion if ctx.is_main else 0.0, dtype=torch.float64,
+                                    device=ctx.device)))
+    if ctx.is_main:
+        result.save(folder.lr_find_json, folder.lr_find_png, title=f"{config.model} on {config.data}")
+        console.print(f"--lr auto: the learning-rate finder suggests {lr:.3g} (steepest descent; the minimum / 10 "
+                      f"is {result.min_over_10:.3g}); curve in {folder.lr_find_png}", highlight=False, soft_wrap=True)
+    return lr
+
+
+def _sweep(config: TrainConfig, network: nn.Module, task: Task, loader: DataLoader, speed: SpeedChoice,
+           ctx: distributed.Distributed, **sweep: Any) -> LRFindResult:
+    _seed_everything(config.seed, LR_FIND_EPOCH, ctx.rank)  # the sweep's batches repeat; training's re-seed
+    memory_format = torch.channels_last if speed.channels_last else torch.contiguous_format
+    return lr_sweep(network, task.loss, loader, lambda copy, lr: _build_optimizer(config, copy, lr),
+                    steps=config.lr_find_steps, device=ctx.device, memory_format=memory_format, amp=speed.amp,
+                    clip_grad_norm=config.clip_grad_norm, **sweep)
+
+
+def find_lr(config: TrainConfig, *, out: str | Path | None = None, start: float = 1e-6, end: float = 10.0,
+            console: Console | None = None) -> LRFindResult:
+    """The learning-rate range test (lr_finder.py) for `config`'s network, data and optimizer, from its initial
+    weights (--init and --freeze as in training); writes lr_find.json and lr_find.png into `out`."""
+    console = console or Console()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    ctx = distributed.setup(config.device)
+    try:
+        card = model_card(config.model)
+        input_size, border = _input_geometry(config, card)
+        check_data_for_task(config.task or card.task, config.data, card.name)
+        data = _load_data(config, input_size, border)
+        _, loader, _, _ = _loaders(data, config, ctx)
+        network = _build_network(config, card.name, data, input_size, ctx)
+        if config.init:
+            load_initial_weights(network, config.init, console)
+        if config.freeze:
+            freeze(network, config.freeze)
+        task = build_task(config.task or card.task, data.classes, config.label_smoothing,
+                          aux_weight=getattr(network, "aux_weight", 0.0))
+        speed = SpeedChoice(channels_last=bool(config.channels_last), amp=bool(config.amp), how="set")
+        with EpochProgress(console, 0, 1, config.lr_find_steps, True) as progress:
+            result = _sweep(config, network, task, loader, speed, ctx, start=start, end=end,
+                            progress=lambda step, lr, loss: progress.advance(config.batch_size, loss, f"lr {lr:.2g}"))
+        folder = RunFolder(out or first_free_folder(Path("runs") / f"{config.model}-lr-find",
+                                                    lambda p: RunFolder(p).lr_find_json.exists()))
+        result.save(folder.lr_find_json, folder.lr_find_png, title=f"{card.name} on {config.data}")
+        return result
+    finally:
+        distributed.teardown(ctx)
 
 
 def _write_config(run: Run) -> None:
@@ -317,15 +441,17 @@ def _write_config(run: Run) -> None:
         "resolved": {"task": run.task.name, "input_size": list(run.input_size), "border": run.border,
                      "device": str(ctx.device), "processes": ctx.world_size,
                      "global_batch_size": config.batch_size * ctx.world_size,
-                     "steps_per_epoch": len(run.train_loader), "speed": run.speed.to_dict()},
+                     "steps_per_epoch": len(run.train_loader), "speed": run.speed.to_dict(), "lr": run.lr},
         "data": run.data.describe(), "versions": _versions()})
 
 
 def _announce(run: Run, *, resuming: bool) -> None:
     config, data, speed = run.config, run.data, run.speed
+    trainable = sum(p.numel() for p in run.network.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in run.network.parameters())
     run.console.print(
-        f"{'resuming' if resuming else 'training'} {run.card.name} "
-        f"({sum(p.numel() for p in run.network.parameters()):,} parameters) on {config.data}: {len(data.train)} "
+        f"{'resuming' if resuming else 'training'} {run.card.name} ({total:,} parameters"
+        f"{f', {trainable:,} trainable' if trainable != total else ''}) on {config.data}: {len(data.train)} "
         f"train / {len(data.val)} val / {len(data.test) if data.test is not None else 0} test images at "
         f"{'x'.join(map(str, run.input_size))}, {len(data.classes)} classes; recipe {config.recipe or 'none'}; "
         f"{combination_name(speed.channels_last, speed.amp)} ({speed.how}); "
@@ -360,6 +486,19 @@ def resumed_config(folder: str | Path, model: str | None = None, **changes: Any)
 # --- one epoch
 
 
+def epochs_to_run(run: Run):
+    """The epochs left, from the first one not yet done; with `patience`, none after that many epochs without
+    a better validation metric (early stopping: the best checkpoint is kept, and a resumed run stops too)."""
+    patience = run.config.patience
+    for epoch in range(run.start_epoch, run.config.epochs):
+        if patience is not None and run.history and epoch - run.best_epoch >= patience:
+            if run.ctx.is_main:
+                run.console.print(f"early stop: no better validation {run.task.primary_metric} for {patience} "
+                                  f"epochs since epoch {run.best_epoch}", highlight=False, soft_wrap=True)
+            return
+        yield epoch
+
+
 def train_one_epoch(run: Run, epoch: int) -> tuple[dict, EpochProgress]:
     """One pass over the training split: re-seed from (seed, epoch, rank), then a step a batch. Returns the
     epoch's training metrics (summed over the processes) and its progress (time, images per second)."""
@@ -367,6 +506,7 @@ def train_one_epoch(run: Run, epoch: int) -> tuple[dict, EpochProgress]:
     _seed_everything(config.seed, epoch, ctx.rank)
     run.train_sampler.set_epoch(epoch)
     run.model.train()
+    hold_statistics(run.network, run.frozen_norms, all_norms=config.freeze_bn)
     meter = task.meter()
     with EpochProgress(run.console, epoch, config.epochs, len(loader), ctx.is_main) as progress:
         for step_in_epoch, (images, targets) in enumerate(loader):
@@ -378,7 +518,7 @@ def train_one_epoch(run: Run, epoch: int) -> tuple[dict, EpochProgress]:
             if not math.isfinite(loss_value):
                 raise TrainingDivergedError(_diverged_message(
                     f"the loss became {loss_value}", epoch, step_in_epoch, len(loader), step, run))
-            meter.update(outputs, targets)
+            meter.update(outputs, targets)  # mixed images are scored against their own (first) label
             progress.advance(len(images), loss_value, task.running_score(meter))
     run.train_seconds += progress.seconds
     if not all(bool(p.isfinite().all()) for p in run.network.parameters()):
@@ -390,8 +530,10 @@ def train_one_epoch(run: Run, epoch: int) -> tuple[dict, EpochProgress]:
 
 
 def _training_step(run: Run, images: torch.Tensor, targets: torch.Tensor) -> tuple[Any, float]:
-    """Forward, loss, backward, update. Returns the outputs and the loss (averaged over the processes); a loss
-    that is not finite returns before any update."""
+    """Forward, loss, backward, update (and the EMA's). Returns the outputs and the loss (averaged over the
+    processes); a loss that is not finite returns before any update."""
+    if run.mixing.enabled:
+        images, targets = run.mixing(images, targets)
     with torch.autocast(run.ctx.device.type, dtype=torch.bfloat16, enabled=run.speed.amp):
         outputs = run.model(images)
     loss = run.task.loss(outputs, targets)
@@ -403,49 +545,85 @@ def _training_step(run: Run, images: torch.Tensor, targets: torch.Tensor) -> tup
     if run.config.clip_grad_norm is not None:
         nn.utils.clip_grad_norm_(run.network.parameters(), run.config.clip_grad_norm)
     run.optimizer.step()
+    if run.ema is not None:
+        run.ema.update(run.network)
     return outputs, loss_value
 
 
 def validate(run: Run) -> dict:
     """The validation split's metrics, in float32 whatever the training's precision: the figures `convzoo
-    eval` repeats. Every process first takes rank 0's batch-norm statistics."""
+    eval` repeats. Every process first takes rank 0's batch-norm statistics. With an EMA, its metrics are
+    under "ema"."""
     _sync_buffers(run.network, run.ctx)
-    return evaluate(run.network, run.val_loader, run.task, ctx=run.ctx, autocast=False,
-                    channels_last=run.speed.channels_last)
+    metrics = evaluate(run.network, run.val_loader, run.task, ctx=run.ctx, autocast=False,
+                       channels_last=run.speed.channels_last)
+    if run.ema is not None:
+        metrics["ema"] = evaluate(run.ema.network, run.val_loader, run.task, ctx=run.ctx, autocast=False,
+                                  channels_last=run.speed.channels_last)
+    return metrics
 
 
 def record_epoch(run: Run, epoch: int, train_metrics: dict, val_metrics: dict, progress: EpochProgress) -> bool:
     """Tell the schedule the validation metric, add the epoch's row to the history; returns whether it is the
-    best epoch so far. Ties go to the later epoch: the same validation score after more training (and, under a
-    decaying schedule, at a smaller learning rate)."""
+    best epoch so far (the better of the weights and their EMA). Ties go to the later epoch: the same
+    validation score after more training (and, under a decaying schedule, at a smaller learning rate)."""
     task = run.task
-    metric = val_metrics[task.primary_metric]
-    if metric is None:  # no class occurs in the split (an mIoU of nothing): the worst score
-        metric = -math.inf if task.higher_is_better else math.inf
+    metric = _score(task, val_metrics)
     run.schedule.end_epoch(metric)
-    is_best = run.best_metric is None or (metric >= run.best_metric if task.higher_is_better
-                                          else metric <= run.best_metric)
+    weights = "raw"
+    if "ema" in val_metrics and _better(task, _score(task, val_metrics["ema"]), metric):
+        weights, metric = "ema", _score(task, val_metrics["ema"])
+    is_best = run.best_metric is None or metric == run.best_metric or _better(task, metric, run.best_metric)
     if is_best:
-        run.best_epoch, run.best_metric = epoch + 1, metric
-    run.history.append(_epoch_row(epoch, run.optimizer, task, train_metrics, val_metrics, progress, run.ctx))
+        run.best_epoch, run.best_metric, run.best_weights = epoch + 1, metric, weights
+    row = _epoch_row(epoch, run.optimizer, task, train_metrics, val_metrics, progress, run.ctx)
+    run.history.append({**row, **_ema_columns(task, val_metrics, weights)})
     return is_best
 
 
+def _score(task: Task, metrics: dict) -> float:
+    metric = metrics[task.primary_metric]
+    if metric is None:  # no class occurs in the split (an mIoU of nothing): the worst score
+        return -math.inf if task.higher_is_better else math.inf
+    return metric
+
+
+def _better(task: Task, a: float, b: float) -> bool:
+    return a > b if task.higher_is_better else a < b
+
+
+def _ema_columns(task: Task, val_metrics: dict, weights: str) -> dict:
+    if "ema" not in val_metrics:
+        return {}
+    ema = val_metrics["ema"]
+    return {"val_ema_loss": ema["loss"], f"val_ema_{task.primary_metric}": ema[task.primary_metric],
+            "better_weights": weights}
+
+
 def save_epoch(run: Run, val_metrics: dict, is_best: bool) -> None:
-    """The checkpoint step (rank 0): last.safetensors, best.safetensors when it is the best epoch, the resume
-    state, metrics.csv, and the epoch's line."""
+    """The checkpoint step (rank 0): last.safetensors, best.safetensors when it is the best epoch (the EMA's
+    weights when they scored better), the resume state, metrics.csv (and the TensorBoard events), and the
+    epoch's line."""
     if not run.ctx.is_main:
         return
     epoch = run.history[-1]["epoch"]
-    description = describe_checkpoint(run.network.model_args, run.task.name, run.data.describe(), epoch,
-                                      {f"val_{k}": v for k, v in val_metrics.items()})
-    save_checkpoint(run.network, run.folder.last, description)
+    save_checkpoint(run.network, run.folder.last, _describe(run, epoch, val_metrics, "raw"))
     if is_best:
-        save_checkpoint(run.network, run.folder.best, description)
+        use_ema = run.best_weights == "ema"
+        save_checkpoint(run.ema.network if use_ema else run.network, run.folder.best,
+                        _describe(run, epoch, val_metrics["ema"] if use_ema else val_metrics, run.best_weights))
     run.folder.save_resume_state(run.resume_state(epoch))
     run.folder.write_metrics(run.history)
+    if run.config.tensorboard and tensorboard_available(run.console if epoch == run.start_epoch + 1 else None):
+        write_event_file(run.history, run.folder.tensorboard)
     run.console.print(epoch_line(run.history[-1], run.config.epochs, is_best, run.task.epoch_text(run.history[-1])),
                       highlight=False, soft_wrap=True)
+
+
+def _describe(run: Run, epoch: int, val_metrics: dict, weights: str) -> dict:
+    description = describe_checkpoint(run.network.model_args, run.task.name, run.data.describe(), epoch,
+                                      {f"val_{k}": v for k, v in val_metrics.items()})
+    return {**description, "weights": weights}
 
 
 # --- the end
@@ -459,7 +637,7 @@ def plot_curves(run: Run) -> None:
 
 def finish(run: Run) -> TrainResult:
     """Measure the best checkpoint on the test split (the validation split if there is none); write
-    results.json and the confusion matrix."""
+    results.json, the confusion matrix and the error analysis (error_analysis.py)."""
     ctx, task, folder = run.ctx, run.task, run.folder
     ctx.barrier()  # rank 0 has written best.safetensors
     if ctx.is_main:  # only rank 0's machine has the run folder (nodes need not share a disk)
@@ -468,15 +646,19 @@ def finish(run: Run) -> TrainResult:
     test_metrics = evaluate(run.network, run.test_loader, task, ctx=ctx, autocast=False,
                             channels_last=run.speed.channels_last)
     results = {"model": run.card.name, "data": run.config.data, "split": run.test_split,
-               "checkpoint": folder.best.name, "epoch": run.best_epoch,
+               "checkpoint": folder.best.name, "epoch": run.best_epoch, "weights": run.best_weights,
                **{k: finite_or_none(v) for k, v in test_metrics.items()},
                "accuracy_unit": task.unit, "train_seconds": round(run.train_seconds, 2)}
     if ctx.is_main:
+        test_set = run.data.test if run.data.test is not None else run.data.val
+        results.update(task.error_analysis(run.network, test_set, run.data.mean, run.data.std, test_metrics,
+                                           folder.worst))
         folder.write_results(results)
         plot_confusion_matrix(test_metrics["confusion_matrix"], task.classes, folder.confusion,
                               title=f"{run.card.name}, {run.test_split} split (epoch {run.best_epoch})")
-        run.console.print(f"{run.test_split}: {task.test_text(test_metrics)}, best epoch {run.best_epoch}; "
-                          f"results in {folder.results}", highlight=False, soft_wrap=True)
+        run.console.print(f"{run.test_split}: {task.test_text(test_metrics)}, best epoch {run.best_epoch}"
+                          f"{' (EMA weights)' if run.best_weights == 'ema' else ''}; results in {folder.results}, "
+                          f"worst predictions in {folder.worst}", highlight=False, soft_wrap=True)
     return TrainResult(out=folder.path, history=run.history, best_epoch=run.best_epoch, test=results)
 
 

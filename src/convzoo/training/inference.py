@@ -26,6 +26,7 @@ from .losses import center_crop_to
 from .metrics import ClassificationMeter
 from .segmentation_metrics import SegmentationMeter
 from .tasks import Task, check_data_for_task
+from .test_time import EvalProtocol, protocol_probabilities
 
 # The dense CRF's colour kernel width (theta_beta = 13) is in 0-255 intensities, as Kraehenbuehl & Koltun's.
 _CRF_INTENSITY_SCALE = 255.0
@@ -72,13 +73,15 @@ def metrics_from_probabilities(probabilities: Tensor, labels: Tensor, classes: S
 
 def evaluate_checkpoints(checkpoints: Sequence[str | Path], data: str, split: str | None = None, crops: int = 1,
                          batch_size: int = 64, device: str | torch.device = "cpu",
-                         skip_bad: bool = False, crf: DenseCRF | None = None) -> list[EvalResult]:
+                         skip_bad: bool = False, crf: DenseCRF | None = None,
+                         protocol: EvalProtocol | None = None) -> list[EvalResult]:
     """Each checkpoint's metrics on `split` ("test", or "val"; default: test when the data has one) of `data`,
     and, with several checkpoints, the metrics of their ensemble: the average of their softmax outputs (how
     AlexNet's seven networks took the top-5 error from 18.2% to 15.4%).
 
     Segmentation checkpoints give mIoU, pixel accuracy, mean Dice and per-class IoU over the split's pixels;
-    with `crf` each softmax is refined by the dense CRF (on the un-normalised image) before the argmax."""
+    with `crf` each softmax is refined by the dense CRF (on the un-normalised image) before the argmax; with
+    `protocol` (test_time.py: multi-scale, flip, sliding window) each softmax is the protocol's average."""
     if crops not in (1, 10):
         raise ValueError(f"crops must be 1 or 10, got {crops}")
     if not checkpoints:
@@ -93,7 +96,10 @@ def evaluate_checkpoints(checkpoints: Sequence[str | Path], data: str, split: st
     if first.task.name == "segmentation":
         if crops != 1:
             raise ValueError("10-crop testing is for classification; a segmentation network labels the whole image")
-        return _evaluate_segmentation_checkpoints(loaded, data, split, batch_size, skip_bad, crf)
+        return _evaluate_segmentation_checkpoints(loaded, data, split, batch_size, skip_bad, crf, protocol)
+    if protocol is not None and not protocol.single:
+        raise ValueError(f"multi-scale, flip and sliding-window testing are for segmentation; {first.path} is a "
+                         f"classification checkpoint (its test-time averaging is --crops 10)")
     if crf is not None:
         raise ValueError(f"the CRF refines per-pixel predictions; {first.path} is a classification checkpoint")
     return _evaluate_classification_checkpoints(loaded, data, split, crops, batch_size, skip_bad)
@@ -146,7 +152,8 @@ def _split_of(bundle, data: str, split: str | None) -> str:
 
 
 def _evaluate_segmentation_checkpoints(loaded: list[Checkpoint], data: str, split: str | None, batch_size: int,
-                                       skip_bad: bool, crf: DenseCRF | None) -> list[EvalResult]:
+                                       skip_bad: bool, crf: DenseCRF | None,
+                                       protocol: EvalProtocol | None) -> list[EvalResult]:
     from ..data import load_data
 
     first = loaded[0]
@@ -163,9 +170,10 @@ def _evaluate_segmentation_checkpoints(loaded: list[Checkpoint], data: str, spli
     bundle.check_classes(first.classes)
     chosen = _split_of(bundle, data, split)
     metrics = evaluate_segmentation([c.model for c in loaded], getattr(bundle, chosen), first.classes,
-                                    first.mean, first.std, batch_size, crf)
+                                    first.mean, first.std, batch_size, crf, protocol)
     names = [str(c.path) for c in loaded] + (["ensemble"] if len(loaded) > 1 else [])
-    extra = {"split": chosen, "crf": crf is not None}
+    extra = {"split": chosen, "crf": crf is not None,
+             "protocol": (protocol or EvalProtocol()).describe()}
     return [EvalResult(name, {**extra, **({"members": len(loaded)} if name == "ensemble" else {}), **m})
             for name, m in zip(names, metrics)]
 
@@ -173,19 +181,24 @@ def _evaluate_segmentation_checkpoints(loaded: list[Checkpoint], data: str, spli
 @torch.no_grad()
 def evaluate_segmentation(models: Sequence[nn.Module], dataset: Dataset, classes: Sequence[str],
                           mean: Sequence[float], std: Sequence[float], batch_size: int = 16,
-                          crf: DenseCRF | None = None) -> list[dict]:
+                          crf: DenseCRF | None = None, protocol: EvalProtocol | None = None) -> list[dict]:
     """The segmentation metrics (SegmentationMeter.compute) of each network on `dataset`'s (image, mask)
     items, and with several networks those of their ensemble (mean softmax) last. With `crf`, every softmax
     (and the ensemble's) is refined by mean-field inference on the image as it was before normalisation
     (`mean`, `std`), in 0-255 intensities, before the argmax. The loss reported is the mean -log p of the true
-    class over the labelled pixels."""
+    class over the labelled pixels. With `protocol` (test_time.py) each network's softmax is averaged over the
+    protocol's scales, flips and windows."""
     device = next(models[0].parameters()).device
     for model in models:
         model.eval()
     meters = [SegmentationMeter(len(classes)) for _ in range(len(models) + (len(models) > 1))]
     for images, masks in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         images = images.to(device)
-        probabilities = [model(images).float().softmax(dim=1) for model in models]
+        if protocol is None or protocol.single:
+            probabilities = [model(images).float().softmax(dim=1) for model in models]
+        else:
+            probabilities = [protocol_probabilities(model, images, protocol, input_side=max(images.shape[-2:]))
+                             for model in models]
         if len(models) > 1:
             probabilities.append(torch.stack(probabilities).mean(dim=0))
         for meter, probs in zip(meters, probabilities):

@@ -16,12 +16,16 @@ OPTIMIZERS = ("sgd", "sgd_nesterov", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "plateau")
 
 
-def build_optimizer(params: Iterable[nn.Parameter], name: str, lr: float, momentum: float = 0.9,
+def build_optimizer(params: Iterable[nn.Parameter] | Iterable[dict], name: str, lr: float, momentum: float = 0.9,
                     weight_decay: float = 0.0, rmsprop_alpha: float = 0.9) -> torch.optim.Optimizer:
     """sgd / sgd_nesterov: SGD with (Nesterov) momentum and L2 weight decay, as every paper in the zoo up to
     ResNet and DenseNet trains. adamw: Adam with decoupled weight decay (Loshchilov & Hutter 2019).
     rmsprop: RMSProp with momentum, as Inception-v3 and MobileNet train (decay `rmsprop_alpha`, 0.9)."""
-    params = [p for p in params if p.requires_grad]
+    params = list(params)
+    if params and isinstance(params[0], dict):  # parameter groups, each with its own rate (fine-tuning)
+        params = [{**group, "params": [p for p in group["params"] if p.requires_grad]} for group in params]
+    else:
+        params = [p for p in params if p.requires_grad]
     if name in ("sgd", "sgd_nesterov"):
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
                                nesterov=name == "sgd_nesterov" and momentum > 0)

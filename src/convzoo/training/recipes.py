@@ -34,6 +34,8 @@ UNET = Paper("U-Net: Convolutional Networks for Biomedical Image Segmentation",
              "Olaf Ronneberger, Philipp Fischer, Thomas Brox", 2015, arxiv="1505.04597", venue="MICCAI 2015")
 ADAMW = Paper("Decoupled Weight Decay Regularization", "Ilya Loshchilov, Frank Hutter", 2019, arxiv="1711.05101",
               venue="ICLR 2019")
+TORCHVISION_RECIPE = Paper("How to Train State-Of-The-Art Models Using TorchVision's Latest Primitives",
+                          "Vasilis Vryniotis", 2021, venue="PyTorch blog")
 SGDR = Paper("SGDR: Stochastic Gradient Descent with Warm Restarts", "Ilya Loshchilov, Frank Hutter", 2017,
              arxiv="1608.03983", venue="ICLR 2017")
 
@@ -149,6 +151,21 @@ RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
         "ours (torchvision's MobileNetV2 also trains 300). Inception-style crops are approximated by ResNet's "
         "scale augmentation.",
         networks="mobilenet_v1, mobilenet_v2, shufflenet"),
+    Recipe(
+        "modern", TORCHVISION_RECIPE,
+        dict(opt="sgd", momentum=0.9, lr=0.5 * 128 / 1024, weight_decay=2e-5, batch_size=128, epochs=600,
+             lr_scheduler="cosine", lr_warmup_epochs=5, lr_warmup_decay=0.01, label_smoothing=0.1,
+             mixup_alpha=0.2, cutmix_alpha=1.0, auto_augment="trivialaugment", random_erasing=0.1, hflip=True,
+             model_ema=0.9998),
+        "torchvision's 2021 recipe (ResNet-50 from 76.1% to 80.9% ImageNet top-1): SGD with momentum 0.9, "
+        "learning rate 0.5 for batch 1024 (0.0625 at this recipe's batch 128, scaled linearly), a 5-epoch linear "
+        "warm-up from 1% and a cosine decay over 600 epochs, weight decay 2e-5, label smoothing 0.1, mixup "
+        "(alpha 0.2) or CutMix (alpha 1.0) on each batch, TrivialAugment, random erasing with probability 0.1 "
+        "and an EMA of the weights. Not implemented: its 176-pixel training crops and 232-pixel test resize, the "
+        "zero weight decay on norm layers, and its EMA's schedule (0.99998 every 32 steps; here 0.9998 every "
+        "step, timm's default). A recipe for long runs on natural images: on a short run its regularisation "
+        "costs accuracy (docs/training.md); give --epochs and, for short runs, a faster --model-ema.",
+        networks="any (ImageNet-scale runs)"),
     Recipe(
         "segmentation", ADAMW,
         dict(opt="adamw", lr=2e-3, weight_decay=1e-4, batch_size=16, epochs=6, lr_scheduler="cosine",
