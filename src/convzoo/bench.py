@@ -251,16 +251,60 @@ def _load() -> list[float] | None:
         return None
 
 
+def check_bench_memory(models: Sequence[str], batch_sizes: Sequence[int], input_sizes: Sequence[int | None],
+                       configurations: Sequence[tuple[str, str, str, str]], force: bool = False) -> None:
+    """Every (network, input size, batch) group's estimated peak memory, checked before anything runs: a group
+    keeps each of its configurations built at once (a model, and in training its gradients and momentum, and
+    an input batch each) and runs one step at a time (convzoo/memory.py)."""
+    from .memory import Guard, MemoryEstimate, baseline_bytes, network_footprint
+    from .registry import model_card
+
+    for name in models:
+        card = model_card(name)
+        channels = card.input_size[0]
+        cache: dict = {}
+
+        def estimate_at(batch: int, size: tuple[int, int]) -> MemoryEstimate:
+            if size not in cache:
+                cache[size] = network_footprint(name, (channels, *size))
+            net = cache[size]
+            images = batch * channels * size[0] * size[1] * 4
+            phases = {}
+            for mode in MODES:
+                count = sum(config[0] == mode for config in configurations)
+                if not count:
+                    continue
+                training = mode == "training"
+                phases[mode] = {
+                    f"{count} models": count * (net.weight_bytes + (2 * net.param_bytes if training else 0)),
+                    "activations": batch * (net.inference_activation_bytes
+                                            + (net.training_activation_bytes if training else 0)),
+                    f"{count} input batches": count * images}
+            return MemoryEstimate(what=f"benchmarking {name} at {size[0]}x{size[1]}, batch {batch}",
+                                  baseline=baseline_bytes(), phases=phases, batch_size=batch,
+                                  input_size=(channels, *size), largest_layer=net.largest_layer)
+
+        for input_size in input_sizes:
+            side = input_size or card.input_size[1]
+            for batch in batch_sizes:
+                Guard(estimate_at, batch_size=batch, size=(side, side), min_size=card.min_input_size,
+                      batch_flag="--batch-sizes", size_flag="--input-sizes",
+                      format_size=lambda size: str(size[0])).check(force=force)
+
+
 def run_benchmark(models: Sequence[str], batch_sizes: Sequence[int], input_sizes: Sequence[int | None],
                   modes: Sequence[str] = MODES, layouts: Sequence[str] = LAYOUTS,
                   backends: Sequence[str] = BACKENDS, optimized: bool = True, warmup: int = 3, repeats: int = 10,
-                  matmul_sizes: Sequence[int] = MATMUL_SIZES, progress: Callable[[str], None] | None = None) -> dict:
+                  matmul_sizes: Sequence[int] = MATMUL_SIZES, progress: Callable[[str], None] | None = None,
+                  force: bool = False) -> dict:
     """Run every configuration; returns {"machine", "matmul_gmacs", "peak_gmacs", "load_average", "rows"}.
-    An input size of None means the card's."""
+    An input size of None means the card's. Each group's memory is estimated first (`force` runs it anyway)."""
     from .registry import model_card
 
     if warmup < 1 or repeats < 1:
         raise ValueError("warmup and repeats must be at least 1")
+    check_bench_memory(models, batch_sizes, input_sizes, _configurations(modes, layouts, backends, optimized),
+                       force=force)
     say = progress or (lambda message: None)
     load_start = _load()
     say(f"measuring the float32 matmul rate ({torch.get_num_threads()} threads)")
@@ -349,6 +393,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's)")
     parser.add_argument("--matmul-sizes", type=_list(int), default=list(MATMUL_SIZES), metavar="N,...",
                         help="square matmul sizes whose best rate is the peak (default 1024,2048,4096)")
+    parser.add_argument("--force", action="store_true",
+                        help="run even if the estimated peak memory exceeds what the machine has available")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--markdown", default=None, metavar="FILE", help="also write the table as markdown")
 
@@ -359,7 +405,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     result = run_benchmark(args.models, args.batch_sizes, args.input_sizes, modes=args.modes, layouts=args.layouts,
                            backends=args.backends, optimized=args.optimized, warmup=args.warmup,
                            repeats=args.repeats, matmul_sizes=args.matmul_sizes,
-                           progress=lambda message: print(message, file=sys.stderr))
+                           progress=lambda message: print(message, file=sys.stderr), force=args.force)
     table = to_markdown(result)
     print(table, end="")
     if args.json:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from .analysis import CONVENTIONS, summary
 from .analysis.compare import compare, complexity_chart
-from .errors import ConvzooError
+from .errors import ConvzooError, DrawError, MemoryEstimateError
 from .registry import list_models, model_card
 
 _REPORTED_NAMES = {
@@ -151,10 +151,36 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_draw(args: argparse.Namespace) -> int:
+    if args.course:
+        from .draw.gallery import write_course_figures
+
+        if args.out is None:
+            raise DrawError("--course writes a folder of figures: give it with --out DIR")
+        written = write_course_figures(args.out, force=args.force, progress=True)
+        print(f"{len(written)} figures written to {args.out}")
+        return 0
+    if args.source is None:
+        raise DrawError("give a model name, checkpoint or run folder to draw (or --course --out DIR)")
+    from .draw import draw_to_file
+
+    out = draw_to_file(args.source, out=args.out, force=args.force, input_size=args.input, depth=args.depth,
+                       expand=args.expand, direction=args.direction)
+    print(f"drawing written to {out}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_from_args
 
     return run_from_args(args)
+
+
+_FORCE_HELP = ("run even if the estimated peak memory exceeds what the machine has available (the estimate is "
+               "shown in the first line; without --force such a run stops before allocating, naming what fits)")
+# The spellings of the flags a memory refusal may change (MemoryEstimateError.fixes), to rewrite the command.
+_FLAG_SPELLINGS = {"-b": ("-b", "--batch-size"), "--input-size": ("--input-size",),
+                   "--batch-sizes": ("--batch-sizes",), "--input-sizes": ("--input-sizes",)}
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -285,7 +311,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         protocol = make_protocol(args.protocol, scales=args.scales, flip=args.flip, slide=args.slide)
         results = evaluate_checkpoints(args.checkpoints, args.data, split=args.split, crops=args.crops,
                                        batch_size=args.batch_size, device=args.device, skip_bad=args.skip_bad,
-                                       crf=_crf(args), protocol=protocol)
+                                       crf=_crf(args), protocol=protocol, force=args.force)
     except ValueError as err:
         if isinstance(err, ConvzooError):
             raise
@@ -346,7 +372,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     try:
         predictions = predict_images(args.checkpoint, args.images, top=args.top, crops=args.crops,
-                                     device=args.device, out=args.out, crf=_crf(args))
+                                     device=args.device, out=args.out, crf=_crf(args), force=args.force)
     except ValueError as err:
         if isinstance(err, ConvzooError):
             raise
@@ -477,6 +503,7 @@ def _add_train_settings(p) -> None:
     how.add_argument("--device", default=unset, help="auto (default), cpu, cuda, cuda:1")
     how.add_argument("-j", "--workers", type=int, default=unset, metavar="N", help="data loading processes")
     how.add_argument("--threads", type=int, default=unset, metavar="N", help="CPU threads per process")
+    how.add_argument("--force", action="store_true", default=unset, help=_FORCE_HELP)
     how.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=unset,
                      help="also write TensorBoard event files (needs convzoo[tensorboard]) beside metrics.csv")
 
@@ -536,6 +563,7 @@ def _add_training_commands(commands) -> None:
                    help="segmentation: a paper's test protocol: deeplabv3 (6 scales + flip), pspnet (6 scales + "
                         "flip, windows of the input size every 2/3 of it)")
     p.add_argument("--json", action="store_true", help="print JSON (with per-class accuracy and confusion matrix)")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.set_defaults(run=_cmd_eval)
 
     p = commands.add_parser("predict", help="the most probable classes of image files, or their masks")
@@ -550,6 +578,7 @@ def _add_training_commands(commands) -> None:
                    metavar="KEY=VALUE", help="a DenseCRF setting (implies --crf), e.g. theta_alpha=6")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.set_defaults(run=_cmd_predict)
 
 
@@ -763,6 +792,7 @@ def _add_nas_commands(commands) -> None:
                                                  "random_crop_padding=1")
     p.add_argument("--enas-arg", dest="enas", type=_model_arg, action="append", default=unset, metavar="KEY=VALUE",
                    help="an ENAS setting (see docs/nas.md), e.g. controller_steps=20")
+    p.add_argument("--force", action="store_true", default=unset, help=_FORCE_HELP)
     p.set_defaults(run=_cmd_nas_search)
 
     p = sub.add_parser("show", help="leaderboards of search folders, side by side; --out draws their rewards")
@@ -817,6 +847,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the written file at batch 1 and 3 and compare with PyTorch (ONNX: needs onnxruntime)")
     p.set_defaults(run=_cmd_export)
 
+    p = commands.add_parser("draw", help="draw a network as SVG, PNG or PDF (or the course's figures: --course)")
+    p.add_argument("source", nargs="?", default=None, metavar="NAME|CKPT|RUN_FOLDER",
+                   help="registered name, .safetensors checkpoint or run folder")
+    p.add_argument("--out", default=None, metavar="net.svg",
+                   help="file to write, format by suffix: .svg, .png, .pdf (default NAME.svg here); "
+                        "with --course, the folder")
+    p.add_argument("--input", type=_input_size, default=None, metavar="CxHxW",
+                   help="input size without the batch axis (default: the card's or the checkpoint's)")
+    p.add_argument("--depth", type=_depth, default=None, metavar="N",
+                   help="draw each module deeper than N as one box (0: the whole model)")
+    p.add_argument("--expand", action="store_true", help="draw every block of a repeated run, not one frame x N")
+    p.add_argument("--direction", choices=("TB", "LR", "U"), default="TB",
+                   help="top to bottom (default), left to right, or U (an encoder-decoder: down, across, up)")
+    p.add_argument("--force", action="store_true", help="replace files that exist")
+    p.add_argument("--course", action="store_true", help="write the course's figures (PNG and SVG) to --out DIR")
+    p.set_defaults(run=_cmd_draw)
+
     from .bench import add_bench_arguments
 
     p = commands.add_parser("bench", help="inference and training throughput against the machine's matmul peak")
@@ -828,12 +875,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_with(argv: Sequence[str], fixes: Sequence[tuple[str, str]]) -> str:
+    """The command `argv` (without the program name) with each (flag, value) of `fixes` set: an earlier value
+    of the flag, under any of its spellings, is dropped."""
+    words = list(argv)
+    for flag, value in fixes:
+        spellings = _FLAG_SPELLINGS.get(flag, (flag,))
+        kept, skipping = [], False
+        for word in words:
+            if word in spellings or any(word.startswith(f"{s}=") for s in spellings if s.startswith("--")):
+                skipping = word in spellings  # "--flag value...": drop the values that follow too
+                continue
+            if skipping and not word.startswith("-"):
+                continue
+            skipping = False
+            kept.append(word)
+        words = kept + [flag, *value.split()]
+    return "convzoo " + " ".join(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except ConvzooError as err:
-        print(f"convzoo {args.command}: error: {err}", file=sys.stderr)
+        message = str(err)
+        if isinstance(err, MemoryEstimateError) and err.fixes:
+            message += ". A command that fits: " + " ; ".join(command_with(argv, [fix]) for fix in err.fixes)
+        print(f"convzoo {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

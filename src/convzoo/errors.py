@@ -22,6 +22,10 @@ class WeightsFileNotFoundError(ConvzooError, FileNotFoundError):
     """A weights path that does not exist."""
 
 
+class ModelArgumentError(ConvzooError, ValueError):
+    """Arguments a network's builder does not take (a --model-arg it has no parameter for)."""
+
+
 class ModelForwardError(ConvzooError, ValueError):
     """A model's forward failed while being analysed; the message names the module that was running."""
 
@@ -58,3 +62,21 @@ class SpecError(ConvzooError, ValueError):
 
 class SpecFileNotFoundError(SpecError, FileNotFoundError):
     """A NAS spec path that does not exist."""
+
+
+class MemoryEstimateError(ConvzooError, ValueError):
+    """A command whose estimated peak memory exceeds what the machine (or its cgroup) has available. The message
+    gives the estimate, the memory available and what fits; `fixes` lists (flag, value) pairs that fit, e.g.
+    [("-b", "4"), ("--input-size", "181 181")], for a front end to rewrite the command."""
+
+    def __init__(self, message: str, fixes: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.fixes = list(fixes or [])
+
+
+class OutputExistsError(ConvzooError, ValueError):
+    """A file to write exists already and the caller did not ask to replace it (`--force`, overwrite=True)."""
+
+
+class DrawError(ConvzooError, ValueError):
+    """A drawing that cannot be made as asked: an unknown format or direction, a bad depth."""

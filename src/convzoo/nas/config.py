@@ -18,7 +18,8 @@ from .space import SearchSpace
 
 METHODS = ("reinforce", "random", "enas")
 # Settings a resumed search may change: how long and where it runs, not what it searches.
-RESUME_MAY_CHANGE = ("budget", "workers", "executor", "address", "cpus_per_child", "gpus_per_child", "retries")
+RESUME_MAY_CHANGE = ("budget", "workers", "executor", "address", "cpus_per_child", "gpus_per_child", "retries",
+                     "force")
 # The child training settings SearchConfig owns; train_settings may add any other TrainConfig setting.
 _CHILD_SETTINGS = ("epochs", "batch_size", "opt", "lr", "momentum", "weight_decay")
 
@@ -74,6 +75,7 @@ class SearchConfig:
     gpus_per_child: float = 0                        # ray: a child's GPU request (fractions share a GPU)
     retries: int = 2                                 # a child whose worker is lost runs again up to this often
     enas: dict[str, Any] = field(default_factory=dict)  # ENAS's own settings (enas.EnasSettings)
+    force: bool = False                              # run even if the memory estimate exceeds what is available
 
     def __post_init__(self) -> None:
         if isinstance(self.space, dict):
@@ -139,6 +141,7 @@ class SearchConfig:
         return TrainConfig.from_dict({
             "model": "nas", "data": self.data, "input_size": list(self.input_size[1:]), "val_split": self.val_split,
             "model_args": {"spec": spec}, "seed": self.seed, "threads": self.child_threads, "out": out,
+            "force": self.force,
             # fixed, not timed per run (training/speed.py): a reward must depend on the architecture, not on how
             # busy the machine was when the engine timed the layouts
             "amp": False, "channels_last": False,

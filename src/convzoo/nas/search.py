@@ -49,6 +49,7 @@ from .spec import save_spec, spec_key
 # controller does not learn from it (the machine failed, not the architecture).
 FAILED = "failed: "
 
+
 def search(config: SearchConfig, out: str | Path, resume: bool = False, *,
            console: Console | None = None) -> SearchResult:
     """Run the search `config` into the folder `out` (see folder.py for its files), or with resume=True continue
@@ -175,6 +176,7 @@ def _train_child_shipping_files(job: dict) -> dict:
 
 
 def _sampling_search(config: SearchConfig, out: Path, resume: bool, console: Console) -> SearchResult:
+    check_search_memory(config)  # the largest child the space holds, on every worker at once
     sampler = _ControllerSampler(config) if config.method == "reinforce" else _RandomSampler(config)
     # before any file is written: Ray may be missing, or its cluster out of reach
     executor = config.make_executor()
@@ -235,6 +237,31 @@ def _sampling_search(config: SearchConfig, out: Path, resume: bool, console: Con
                       f"{_percent(best['val_accuracy'])}); {folder.best}. Search accuracy is not final accuracy: "
                       f"retrain it with `convzoo train nas --spec {folder.best}`", highlight=False, soft_wrap=True)
     return SearchResult(out=folder.path, rows=rows, best=best)
+
+
+def check_search_memory(config: SearchConfig):
+    """The memory of the space's largest child (most filters, widest kernels, every skip, at the deepest depth
+    the budget reaches) trained on each of the workers at once, checked against what the machine has: an
+    absurd space (a layer of 10,000,000 filters) is refused before anything is written. Each child is checked
+    again when it trains (the engine's own guard)."""
+    from ..data.facts import source_facts
+    from ..memory import TrainingPlan, training_guard
+    from ..training.optim import optimizer_states
+
+    facts = source_facts(config.data)
+    depth = config.num_layers(config.budget - 1)
+    try:
+        spec = config.space.make_spec(config.space.largest_layers(depth, config.input_size), config.input_size)
+    except SpecError:  # no child of the space can be built at this input size: none will train (each scores 0)
+        return None
+    channels = config.input_size[0]
+    plan = TrainingPlan(model="nas", model_args={"spec": spec}, input_size=config.input_size,
+                        batch_size=config.batch_size, num_classes=facts.num_classes,
+                        optimizer_states=optimizer_states(config.opt, config.momentum), speed_trial=False,
+                        data_bytes=facts.memory_bytes,
+                        processes=config.workers if config.executor == "local" and config.workers > 1 else 1)
+    guard = training_guard(plan, format_size=lambda size: f"{channels}x{size[0]}x{size[1]}")
+    return guard.check(force=config.force)
 
 
 def _new_sample(config: SearchConfig, sampler, index: int) -> dict:

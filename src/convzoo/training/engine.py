@@ -30,9 +30,11 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from ..data.facts import SourceFacts, source_facts
 from ..errors import InputSizeError, RunFolderError, TrainingDivergedError
 from ..io import first_free_folder
-from ..registry import create_model, default_input_size, model_card
+from ..memory import MemoryEstimate
+from ..registry import create_model, model_card
 from ..weights import read_state_dict
 from . import distributed
 from .checkpoint import RunFolder, describe_checkpoint, finite_or_none, save_checkpoint
@@ -43,6 +45,7 @@ from .metrics import plot_confusion_matrix, plot_learning_curves
 from .optim import LRSchedule, build_optimizer
 from .mixing import BatchMixing
 from .progress import EpochProgress, epoch_line
+from .sizes import check_memory, training_input_size
 from .speed import (SpeedChoice, cache_key, cached_choice, choose_speed_options, combination_name,
                     remember_choice)
 from .tasks import Task, build_task, check_data_for_task
@@ -112,6 +115,7 @@ class TrainConfig:
     threads: int | None = None                  # CPU threads per process (torch.set_num_threads); None: torch's
     tensorboard: bool = False                   # TensorBoard event files beside metrics.csv (training/tensorboard.py)
     out: str | None = None
+    force: bool = False                         # run even when the memory estimate exceeds what is available
 
     def __post_init__(self) -> None:
         for name in ("input_size", "scale_jitter", "lr_steps", "freeze"):
@@ -159,7 +163,7 @@ class TrainResult:
 LR_FIND_EPOCH = 2**31 - 1
 
 # Settings a resumed run may change: they alter how it runs, never what it computes.
-RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out")
+RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out", "force")
 
 
 def train(config: TrainConfig, *, resume: bool = False, console: Console | None = None) -> TrainResult:
@@ -217,6 +221,8 @@ class Run:
     best_metric: float | None = None
     best_weights: str = "raw"  # "ema" when the average scored better in the best epoch
     train_seconds: float = 0.0
+    input_size_from: str = ""                   # why this input size (training/sizes.py)
+    memory: MemoryEstimate | None = None        # the estimated peak memory, checked before anything was loaded
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -258,7 +264,9 @@ def set_up(config: TrainConfig, *, resume: bool, ctx: distributed.Distributed, c
     task_name = config.task or card.task
     if task_name != card.task:
         raise ValueError(f"{card.name} is a {card.task} network; it cannot be trained for {task_name}")
-    input_size, border = _input_geometry(config, card)
+    facts = source_facts(config.data)
+    input_size, input_size_from, border = _input_geometry(config, card, facts)
+    memory = check_memory(config, card, input_size, facts, resume=resume)  # before anything large is allocated
 
     folder = RunFolder(config.out or _default_out(config))
     state = folder.load_resume_state() if resume else None
@@ -296,7 +304,8 @@ def set_up(config: TrainConfig, *, resume: bool, ctx: distributed.Distributed, c
               val_loader=val_loader, test_loader=test_loader,
               test_split="test" if data.test is not None else "val", network=network, model=model, task=task,
               speed=speed, lr=lr, optimizer=optimizer, schedule=schedule, mixing=mixing,
-              frozen_norms=frozen_norms, ema=ema)
+              frozen_norms=frozen_norms, ema=ema, input_size_from=input_size_from,
+              memory=memory)
     if state is not None:
         run.restore(state)
     if ctx.is_main:
@@ -305,12 +314,12 @@ def set_up(config: TrainConfig, *, resume: bool, ctx: distributed.Distributed, c
     return run
 
 
-def _input_geometry(config: TrainConfig, card) -> tuple[tuple[int, int, int], int]:
-    """The input size the network trains at (the card's, a NAS spec's, or --input-size) and the border."""
-    meant_for = default_input_size(card.name, config.model_args)
-    height, width = config.input_size or meant_for[1:]
+def _input_geometry(config: TrainConfig, card, facts: SourceFacts) -> tuple[tuple[int, int, int], str, int]:
+    """The input size the network trains at (--input-size, the card's, a NAS spec's, or a segmentation data set's
+    own: training/sizes.py), where it comes from, and the border."""
+    input_size, input_size_from = training_input_size(config, card, facts)
     border = config.border if config.border is not None else (LENET_BORDER if card.family == "lenet" else 0)
-    return (meant_for[0], int(height), int(width)), border
+    return input_size, input_size_from, border
 
 
 def _load_data(config: TrainConfig, input_size: tuple[int, int, int], border: int):
@@ -411,7 +420,9 @@ def find_lr(config: TrainConfig, *, out: str | Path | None = None, start: float 
     ctx = distributed.setup(config.device)
     try:
         card = model_card(config.model)
-        input_size, border = _input_geometry(config, card)
+        facts = source_facts(config.data)
+        input_size, _, border = _input_geometry(config, card, facts)
+        check_memory(config, card, input_size, facts, resume=False)  # the sweep trains, as a run does
         check_data_for_task(config.task or card.task, config.data, card.name)
         data = _load_data(config, input_size, border)
         _, loader, _, _ = _loaders(data, config, ctx)
@@ -441,7 +452,9 @@ def _write_config(run: Run) -> None:
         "resolved": {"task": run.task.name, "input_size": list(run.input_size), "border": run.border,
                      "device": str(ctx.device), "processes": ctx.world_size,
                      "global_batch_size": config.batch_size * ctx.world_size,
-                     "steps_per_epoch": len(run.train_loader), "speed": run.speed.to_dict(), "lr": run.lr},
+                     "steps_per_epoch": len(run.train_loader), "speed": run.speed.to_dict(), "lr": run.lr,
+                     "input_size_from": run.input_size_from,
+                     "memory": None if run.memory is None else run.memory.to_dict()},
         "data": run.data.describe(), "versions": _versions()})
 
 
@@ -453,8 +466,10 @@ def _announce(run: Run, *, resuming: bool) -> None:
         f"{'resuming' if resuming else 'training'} {run.card.name} ({total:,} parameters"
         f"{f', {trainable:,} trainable' if trainable != total else ''}) on {config.data}: {len(data.train)} "
         f"train / {len(data.val)} val / {len(data.test) if data.test is not None else 0} test images at "
-        f"{'x'.join(map(str, run.input_size))}, {len(data.classes)} classes; recipe {config.recipe or 'none'}; "
-        f"{combination_name(speed.channels_last, speed.amp)} ({speed.how}); "
+        f"{'x'.join(map(str, run.input_size))} ({run.input_size_from}), {len(data.classes)} classes; "
+        f"recipe {config.recipe or 'none'}; {'' if run.memory is None else run.memory.text() + '; '}"
+        + "".join(f"{key}={value}; " for key, value in config.model_args.items() if key != "spec")
+        + f"{combination_name(speed.channels_last, speed.amp)} ({speed.how}); "
         f"{run.ctx.device.type} x{run.ctx.world_size}; run folder {run.folder.path}"
         + (f"; skipped {len(data.skipped)} unreadable images (listed in config.json)" if data.skipped else ""),
         highlight=False, soft_wrap=True)

@@ -21,10 +21,11 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import DataError
 from ..io import atomic_write_bytes
 from ..layers.crf import DenseCRF
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, read_checkpoint_description
 from .losses import center_crop_to
 from .metrics import ClassificationMeter
 from .segmentation_metrics import SegmentationMeter
+from .sizes import check_inference_memory
 from .tasks import Task, check_data_for_task
 from .test_time import EvalProtocol, protocol_probabilities
 
@@ -74,18 +75,21 @@ def metrics_from_probabilities(probabilities: Tensor, labels: Tensor, classes: S
 def evaluate_checkpoints(checkpoints: Sequence[str | Path], data: str, split: str | None = None, crops: int = 1,
                          batch_size: int = 64, device: str | torch.device = "cpu",
                          skip_bad: bool = False, crf: DenseCRF | None = None,
-                         protocol: EvalProtocol | None = None) -> list[EvalResult]:
+                         protocol: EvalProtocol | None = None, force: bool = False) -> list[EvalResult]:
     """Each checkpoint's metrics on `split` ("test", or "val"; default: test when the data has one) of `data`,
     and, with several checkpoints, the metrics of their ensemble: the average of their softmax outputs (how
     AlexNet's seven networks took the top-5 error from 18.2% to 15.4%).
 
     Segmentation checkpoints give mIoU, pixel accuracy, mean Dice and per-class IoU over the split's pixels;
     with `crf` each softmax is refined by the dense CRF (on the un-normalised image) before the argmax; with
-    `protocol` (test_time.py: multi-scale, flip, sliding window) each softmax is the protocol's average."""
+    `protocol` (test_time.py: multi-scale, flip, sliding window) each softmax is the protocol's average.
+    The estimated peak memory is checked first (convzoo/memory.py; `force` runs it anyway)."""
     if crops not in (1, 10):
         raise ValueError(f"crops must be 1 or 10, got {crops}")
     if not checkpoints:
         raise ValueError("give at least one checkpoint")
+    check_inference_memory([read_checkpoint_description(path) for path in checkpoints], batch_size * crops, data,
+                           force=force)
     loaded: list[Checkpoint] = [load_checkpoint(path, device) for path in checkpoints]
     first = loaded[0]
     for other in loaded[1:]:
@@ -220,13 +224,17 @@ def _crf_image(images: Tensor, mean: Sequence[float], std: Sequence[float], size
 @torch.no_grad()
 def predict_images(checkpoint: str | Path | Checkpoint, images: Sequence[str | Path], top: int = 5,
                    crops: int = 1, device: str | torch.device = "cpu", out: str | Path | None = None,
-                   crf: DenseCRF | None = None) -> list[dict]:
+                   crf: DenseCRF | None = None, force: bool = False) -> list[dict]:
     """Classification: the `top` most probable classes of each image file, with their probabilities.
-    Segmentation: each image's mask, written to `out` (see `predict_masks`)."""
+    Segmentation: each image's mask, written to `out` (see `predict_masks`). The estimated peak memory is
+    checked first (`force` runs it anyway)."""
     from ..data import load_image
 
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
+    if not isinstance(checkpoint, Checkpoint):
+        check_inference_memory([read_checkpoint_description(checkpoint)], crops, None, force=force,
+                               what="predicting with", batch_flag=None)
     checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, device)
     if checkpoint.task.name == "segmentation":
         if crops != 1:

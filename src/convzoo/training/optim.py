@@ -37,6 +37,18 @@ def build_optimizer(params: Iterable[nn.Parameter] | Iterable[dict], name: str, 
     raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
 
 
+def optimizer_states(name: str, momentum: float = 0.9) -> int:
+    """The state tensors `build_optimizer(name, momentum=...)` keeps a parameter, each the parameter's size (what
+    the memory guard counts): SGD's momentum buffer, AdamW's two moments, RMSProp's square average (and momentum)."""
+    if name in ("sgd", "sgd_nesterov"):
+        return 1 if momentum > 0 else 0
+    if name == "adamw":
+        return 2
+    if name == "rmsprop":
+        return 2 if momentum > 0 else 1
+    raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+
+
 class LRSchedule:
     """Sets the learning rate before every training step.
 
