@@ -39,6 +39,9 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .argtypes import ArgumentParser, add_threads_argument, non_negative_int, out_file, positive_int
+from .io import atomic_write_text
+from .runtime import use_threads
 from .training.speed import processor_name
 
 MODES = ("inference", "training")
@@ -372,12 +375,12 @@ def _list(kind: Callable[[str], object], choices: Sequence[str] | None = None) -
 
 
 def _size(text: str) -> int | None:
-    return None if text == "card" else int(text)
+    return None if text == "card" else positive_int(text)
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=_list(str), default=["resnet50"], metavar="NAME,...")
-    parser.add_argument("--batch-sizes", type=_list(int), default=[8], metavar="N,...")
+    parser.add_argument("--batch-sizes", type=_list(positive_int), default=[8], metavar="N,...")
     parser.add_argument("--input-sizes", type=_list(_size), default=[None], metavar="PX,...",
                         help="square input sizes; 'card' for the card's (default)")
     parser.add_argument("--modes", type=_list(str, MODES), default=list(MODES), metavar="MODE,...",
@@ -388,20 +391,19 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="eager, compile (default both; compiling takes tens of seconds a configuration)")
     parser.add_argument("--optimized", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the inference path, optimize_for_inference (default: yes)")
-    parser.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed runs first (default 3)")
-    parser.add_argument("--repeats", type=int, default=10, metavar="N", help="timed runs; the median counts")
-    parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's)")
-    parser.add_argument("--matmul-sizes", type=_list(int), default=list(MATMUL_SIZES), metavar="N,...",
+    parser.add_argument("--warmup", type=non_negative_int, default=3, metavar="N", help="untimed runs first (default 3)")
+    parser.add_argument("--repeats", type=positive_int, default=10, metavar="N", help="timed runs; the median counts")
+    add_threads_argument(parser)
+    parser.add_argument("--matmul-sizes", type=_list(positive_int), default=list(MATMUL_SIZES), metavar="N,...",
                         help="square matmul sizes whose best rate is the peak (default 1024,2048,4096)")
     parser.add_argument("--force", action="store_true",
                         help="run even if the estimated peak memory exceeds what the machine has available")
-    parser.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--markdown", default=None, metavar="FILE", help="also write the table as markdown")
+    parser.add_argument("--json", type=out_file, default=None, metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--markdown", type=out_file, default=None, metavar="FILE", help="also write the table as markdown")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)  # convzoo.runtime's policy, or --threads; the table's first line shows it
     result = run_benchmark(args.models, args.batch_sizes, args.input_sizes, modes=args.modes, layouts=args.layouts,
                            backends=args.backends, optimized=args.optimized, warmup=args.warmup,
                            repeats=args.repeats, matmul_sizes=args.matmul_sizes,
@@ -409,14 +411,14 @@ def run_from_args(args: argparse.Namespace) -> int:
     table = to_markdown(result)
     print(table, end="")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     if args.markdown:
-        Path(args.markdown).write_text(table)
+        atomic_write_text(args.markdown, table)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m convzoo.bench", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m convzoo.bench", description=__doc__.splitlines()[0])
     add_bench_arguments(parser)
     return run_from_args(parser.parse_args(argv))
 

@@ -156,7 +156,15 @@ class _Engine:
 
         order = in_ports + items + out_ports
         rank = self._ranks(order, lifted, in_ports, out_ports)
-        positions, dummy_paths, along_of, rank_sizes = self._place(order, size, rank, lifted)
+        def offset(item: str, src: str, leaving: bool) -> float:
+            """Across the ranks, where an edge of `src` attaches to a sub-frame (its port), from its centre."""
+            if item not in sub:
+                return 0.0
+            block = sub[item]
+            x, y = (block.out_ports if leaving else block.in_ports)[src]
+            return x - block.w / 2 if self.tb else y - block.h / 2
+
+        positions, dummy_paths, along_of, rank_sizes = self._place(order, size, rank, lifted, offset)
         return self._assemble(key, items, sub, size, positions, dummy_paths, along_of, rank_sizes, lifted,
                               in_ports, out_ports, rank)
 
@@ -229,7 +237,7 @@ class _Engine:
             rank[item] = max(rank[item], min(rank[s] for s in succs[item]) - 1)
         return rank
 
-    def _place(self, order, size, rank, lifted):
+    def _place(self, order, size, rank, lifted, offset):
         """Order items within ranks, then give each an across position; returns positions (across centre),
         the dummy chain of each long edge, each rank's along offset and size."""
         n_ranks = max(rank.values()) + 1 if rank else 1
@@ -237,11 +245,12 @@ class _Engine:
         for item in order:
             layers[rank[item]].append(item)
         dummy_paths: dict[int, list[str]] = {}
-        links: list[tuple[str, str]] = []
-        for index, (a, b, _, _) in enumerate(lifted):
+        links: list[tuple[str, str, float, float]] = []  # (from, to, attachment offsets on each)
+        for index, (a, b, src, _) in enumerate(lifted):
             ra, rb = rank[a], rank[b]
+            off_a, off_b = offset(a, src, True), offset(b, src, False)
             if rb <= ra + 1:
-                links.append((a, b))
+                links.append((a, b, off_a, off_b))
                 continue
             chain = [a]
             for r in range(ra + 1, rb):
@@ -252,7 +261,7 @@ class _Engine:
                 chain.append(dummy)
             chain.append(b)
             dummy_paths[index] = chain[1:-1]
-            links.extend(zip(chain, chain[1:]))
+            links.extend((x, y, off_a if x == a else 0.0, off_b if y == b else 0.0) for x, y in zip(chain, chain[1:]))
         # A projection on a residual's shortcut (every edge out of it a long one into an add) and the skip
         # lines themselves sit right of the block's own path, as the papers draw them.
         def beside(item: str) -> bool:
@@ -264,9 +273,12 @@ class _Engine:
             layers[r] = sorted(layer, key=lambda item: (item.startswith("~") or beside(item)))
         up: dict[str, list[str]] = {}
         down: dict[str, list[str]] = {}
-        for a, b in links:
+        shift: dict[str, list[float]] = {}  # per item and neighbour (same order as up/down): port offsets
+        for a, b, off_a, off_b in links:
             down.setdefault(a, []).append(b)
             up.setdefault(b, []).append(a)
+            shift.setdefault(f"d:{a}", []).append(off_b - off_a)
+            shift.setdefault(f"u:{b}", []).append(off_a - off_b)
 
         # Ordering: barycentres, a few sweeps.
         for sweep in range(4):
@@ -295,14 +307,16 @@ class _Engine:
         for sweep in range(6):
             rng = range(n_ranks) if sweep % 2 == 0 else range(n_ranks - 1, -1, -1)
             neighbours = up if sweep % 2 == 0 else down
+            side = "u:" if sweep % 2 == 0 else "d:"
             for r in rng:
                 layer = layers[r]
                 desired = []
                 for item in layer:
                     # Real neighbours pull, lines through dummies follow: a chain stays straight and the
-                    # long edges (skips, dense connections) bend around it.
-                    near = [pos[x] for x in neighbours.get(item, []) if not x.startswith("~")] \
-                        or [pos[x] for x in neighbours.get(item, [])]
+                    # long edges (skips, dense connections) bend around it. Where a line attaches to a
+                    # frame's port, the frame moves so that the port lines up with the other end.
+                    pairs = list(zip(neighbours.get(item, []), shift.get(side + item, [])))
+                    near = [pos[x] + d for x, d in pairs if not x.startswith("~")] or [pos[x] + d for x, d in pairs]
                     desired.append(sum(near) / len(near) if near else pos[item])
                 self._pack(layer, desired, size, pos)
         left = min((pos[i] - size[i][0] / 2 for i in pos), default=0.0)

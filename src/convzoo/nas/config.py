@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunFolderError
+from ..runtime import choose_threads
 from .executor import EXECUTORS, Executor, make_executor
 from .folder import SearchFolder
 from .space import SearchSpace
 
 METHODS = ("reinforce", "random", "enas")
 # Settings a resumed search may change: how long and where it runs, not what it searches.
-RESUME_MAY_CHANGE = ("budget", "workers", "executor", "address", "cpus_per_child", "gpus_per_child", "retries",
-                     "force")
+RESUME_MAY_CHANGE = ("budget", "workers", "threads", "executor", "address", "cpus_per_child", "gpus_per_child",
+                     "retries", "force")
 # The child training settings SearchConfig owns; train_settings may add any other TrainConfig setting.
 _CHILD_SETTINGS = ("epochs", "batch_size", "opt", "lr", "momentum", "weight_decay")
 
@@ -68,10 +69,11 @@ class SearchConfig:
     # how it runs
     seed: int = 0
     workers: int = 1                                 # children training at once, whatever the executor
+    threads: int | None = None  # CPU threads in all (local children share them); None: convzoo.runtime's policy
     executor: str = "local"                          # local: this process (1 worker) or processes; ray: Ray tasks
     address: str | None = None                       # ray: "auto", HOST:PORT, or None (RAY_ADDRESS, else a new
                                                      # local Ray instance)
-    cpus_per_child: float = 1                        # a child's CPU threads (at least 1); ray: its CPU request
+    cpus_per_child: float = 1                        # ray: a child's CPU request (its threads: the whole CPUs)
     gpus_per_child: float = 0                        # ray: a child's GPU request (fractions share a GPU)
     retries: int = 2                                 # a child whose worker is lost runs again up to this often
     enas: dict[str, Any] = field(default_factory=dict)  # ENAS's own settings (enas.EnasSettings)
@@ -95,7 +97,7 @@ class SearchConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.add_layers < 0:
             raise ValueError(f"add_layers must not be negative, got {self.add_layers}")
-        if self.reward_epochs > self.epochs:
+        if self.reward_epochs > self.epochs and self.method != "enas":  # ENAS scores children by shared weights
             raise ValueError(f"reward_epochs ({self.reward_epochs}) cannot exceed the child's epochs "
                              f"({self.epochs}): the reward is the best validation accuracy of the last "
                              f"reward_epochs epochs")
@@ -110,8 +112,9 @@ class SearchConfig:
             raise ValueError(f"cpus_per_child must be positive, got {self.cpus_per_child}")
         if not self.gpus_per_child >= 0:
             raise ValueError(f"gpus_per_child must not be negative, got {self.gpus_per_child}")
-        if self.executor != "ray" and (self.address is not None or self.gpus_per_child):
-            given = [name for name in ("address", "gpus_per_child") if getattr(self, name)]
+        ray_only = {"address": None, "cpus_per_child": 1, "gpus_per_child": 0}
+        given = [name for name, default in ray_only.items() if getattr(self, name) != default]
+        if self.executor != "ray" and given:
             raise ValueError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} to the ray "
                              f"executor only: add executor='ray' (--executor ray), or leave it out")
         clash = sorted(set(self.train_settings) & {*_CHILD_SETTINGS, "model", "data", "input_size", "val_split",
@@ -121,14 +124,16 @@ class SearchConfig:
                              f"fields, or per child)")
         self.child_train_config(spec={}, out="-")  # unknown or invalid training settings fail now, not in a child
 
-    @property
     def child_threads(self) -> int:
-        """The CPU threads a child trains with: its whole CPUs (one at least)."""
-        return max(1, int(self.cpus_per_child))
+        """Each child's CPU threads: on Ray, its CPU request (whole CPUs, one at least: Ray reserved them on the
+        child's node); here, the search's (convzoo.runtime's policy, or `threads`) shared by the workers."""
+        if self.executor == "ray":
+            return max(1, int(self.cpus_per_child))
+        return max(1, choose_threads(self.threads).threads // self.workers)
 
     def make_executor(self) -> Executor:
         """The executor the children train on (executor.py), with this search's resources."""
-        return make_executor(self.executor, self.workers, cpus_per_child=self.cpus_per_child,
+        return make_executor(self.executor, self.workers, self.child_threads(), cpus_per_child=self.cpus_per_child,
                              gpus_per_child=self.gpus_per_child, address=self.address)
 
     def num_layers(self, index: int) -> int:
@@ -140,7 +145,7 @@ class SearchConfig:
 
         return TrainConfig.from_dict({
             "model": "nas", "data": self.data, "input_size": list(self.input_size[1:]), "val_split": self.val_split,
-            "model_args": {"spec": spec}, "seed": self.seed, "threads": self.child_threads, "out": out,
+            "model_args": {"spec": spec}, "seed": self.seed, "threads": self.child_threads(), "out": out,
             "force": self.force,
             # fixed, not timed per run (training/speed.py): a reward must depend on the architecture, not on how
             # busy the machine was when the engine timed the layouts

@@ -200,17 +200,14 @@ def _run_with_threads(threads: int, fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
-def make_executor(name: str = "local", workers: int = 1, *, cpus_per_child: float = 1, gpus_per_child: float = 0,
-                  address: str | None = None) -> Executor:
-    """"local": this process when workers is 1, else `workers` processes of int(cpus_per_child) threads;
-    "ray": Ray tasks of cpus_per_child CPUs and gpus_per_child GPUs on the cluster at `address`."""
+def make_executor(name: str = "local", workers: int = 1, threads: int = 1, *, cpus_per_child: float = 1,
+                  gpus_per_child: float = 0, address: str | None = None) -> Executor:
+    """"local": this process when workers is 1, else `workers` processes of `threads` threads each; "ray": Ray
+    tasks of cpus_per_child CPUs (their threads) and gpus_per_child GPUs on the cluster at `address`."""
     if name not in EXECUTORS:
         raise ExecutorError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
     if workers < 1:
         raise ExecutorError(f"workers must be at least 1, got {workers}")
     if name == "ray":
         return RayExecutor(workers, cpus=cpus_per_child, gpus=gpus_per_child, address=address)
-    if address is not None or gpus_per_child:
-        raise ExecutorError("--address and --gpus-per-child apply to --executor ray only")
-    threads = max(1, int(cpus_per_child))
     return SerialExecutor() if workers == 1 else ProcessExecutor(workers, threads)

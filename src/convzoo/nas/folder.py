@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import RunFolderError
-from ..io import atomic_write_bytes, atomic_write_text
+from ..io import atomic_write_bytes, atomic_write_text, read_json
 
 STATE_FORMAT = "convzoo-nas-state"
 _STATE_KEY = "convzoo_nas_state"
@@ -66,7 +66,7 @@ class SearchFolder:
     def read_config(self) -> dict:
         if not self.config.is_file():
             raise RunFolderError(f"{str(self.path)!r} holds no search.json: it is not a convzoo search folder")
-        return json.loads(self.config.read_text())
+        return read_json(self.config, fix="restore it from a copy, or search anew into another --out")
 
     def save_state(self, state: dict) -> None:
         """`state`: nested dicts/lists of plain values and tensors (optimizer states included)."""

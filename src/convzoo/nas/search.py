@@ -37,7 +37,8 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from ..errors import SpecError, TrainingDivergedError
+from ..errors import Interrupted, SpecError, TrainingDivergedError
+from ..runtime import use_threads
 from .config import SearchConfig, SearchResult, prepare_folder
 from .controller import Controller, ReinforceUpdater
 from .enas import run_enas
@@ -54,9 +55,18 @@ def search(config: SearchConfig, out: str | Path, resume: bool = False, *,
            console: Console | None = None) -> SearchResult:
     """Run the search `config` into the folder `out` (see folder.py for its files), or with resume=True continue
     the search saved there. The method decides how: "reinforce", "random" or "enas"."""
-    if config.method == "enas":
-        return run_enas(config, out, resume, console=console)
-    return _sampling_search(config, Path(out), resume, console or Console())
+    console = console or Console()
+    threads = use_threads(config.threads)
+    console.print(f"{config.method} search: {threads}" + (f", {config.child_threads()} a child" if config.workers > 1
+                                                          or config.executor == "ray" else ""),
+                  highlight=False, soft_wrap=True)
+    try:
+        if config.method == "enas":
+            return run_enas(config, out, resume, console=console)
+        return _sampling_search(config, Path(out), resume, console)
+    except KeyboardInterrupt as err:
+        raise Interrupted(f"interrupted; the search's state after its last finished step is saved: continue with "
+                          f"`convzoo nas search --resume {out}`") from err
 
 
 # ---------------------------------------------------------------------------------------------------------

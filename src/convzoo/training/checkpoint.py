@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import RunFolderError, WeightsError, WeightsFileNotFoundError
-from ..io import atomic_write_bytes, atomic_write_text
+from ..io import atomic_write_bytes, atomic_write_text, read_json
 from ..weights import read_state_dict, save_weights
 from .tasks import Task, build_task
 
@@ -70,7 +70,7 @@ class RunFolder:
     def read_config(self) -> dict:
         if not self.config.is_file():
             raise RunFolderError(f"{str(self.path)!r} holds no config.json: it is not a convzoo run folder")
-        return json.loads(self.config.read_text())
+        return read_json(self.config, fix="restore it from a copy, or train anew into another --out")
 
     def write_metrics(self, history: Sequence[dict]) -> None:
         """The whole table each time (a few hundred rows at most): after a resume it holds exactly the epochs of

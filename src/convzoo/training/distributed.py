@@ -59,11 +59,14 @@ class Distributed:
 
 def resolve_device(name: str) -> torch.device:
     """'auto' is the GPU when there is one, else the CPU."""
-    if name == "auto":
+    from ..errors import DeviceError
+    from ..runtime import check_device
+
+    if check_device(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU here; use --device cpu")
+        raise DeviceError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU here; use --device cpu")
     return device
 
 

@@ -31,10 +31,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ..data.facts import SourceFacts, source_facts
-from ..errors import InputSizeError, RunFolderError, TrainingDivergedError
-from ..io import first_free_folder
+from ..errors import DataError, InputSizeError, Interrupted, RunFolderError, TrainingDivergedError
+from ..io import check_folder_path, first_free_folder
 from ..memory import MemoryEstimate
 from ..registry import create_model, model_card
+from ..runtime import ThreadChoice, use_threads
 from ..weights import read_state_dict
 from . import distributed
 from .checkpoint import RunFolder, describe_checkpoint, finite_or_none, save_checkpoint
@@ -112,7 +113,7 @@ class TrainConfig:
     deterministic: bool = False                 # torch.use_deterministic_algorithms
     device: str = "auto"
     workers: int = 0
-    threads: int | None = None                  # CPU threads per process (torch.set_num_threads); None: torch's
+    threads: int | None = None                  # CPU threads per process; None: convzoo.runtime's policy
     tensorboard: bool = False                   # TensorBoard event files beside metrics.csv (training/tensorboard.py)
     out: str | None = None
     force: bool = False                         # run even when the memory estimate exceeds what is available
@@ -180,6 +181,9 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                 val_metrics = validate(run)
                 is_best = record_epoch(run, epoch, train_metrics, val_metrics, progress)
                 save_epoch(run, val_metrics, is_best)
+        except KeyboardInterrupt as err:
+            raise Interrupted(f"interrupted; the checkpoint of the last finished epoch is intact: continue with "
+                              f"`convzoo train --resume {run.folder.path}`") from err
         finally:
             plot_curves(run)
         return finish(run)
@@ -215,6 +219,7 @@ class Run:
     mixing: BatchMixing
     frozen_norms: list[nn.Module] = field(default_factory=list)
     ema: ModelEma | None = None
+    threads: ThreadChoice | None = None
     start_epoch: int = 0
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
@@ -258,8 +263,7 @@ def set_up(config: TrainConfig, *, resume: bool, ctx: distributed.Distributed, c
     restore them from the run folder when resuming; write config.json and say what the run is."""
     if config.deterministic:  # only when asked: the call imports torch's compiler stack (1-2 s)
         torch.use_deterministic_algorithms(True)
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
+    threads = use_threads(config.threads)  # convzoo.runtime's policy, or config.threads
     card = model_card(config.model)
     task_name = config.task or card.task
     if task_name != card.task:
@@ -268,7 +272,7 @@ def set_up(config: TrainConfig, *, resume: bool, ctx: distributed.Distributed, c
     input_size, input_size_from, border = _input_geometry(config, card, facts)
     memory = check_memory(config, card, input_size, facts, resume=resume)  # before anything large is allocated
 
-    folder = RunFolder(config.out or _default_out(config))
+    folder = RunFolder(check_folder_path(config.out, what="out ") if config.out else _default_out(config))
     state = folder.load_resume_state() if resume else None
     if resume:
         check_resume_settings(config, folder)
@@ -279,6 +283,9 @@ def set_up(config: TrainConfig, *, resume: bool, ctx: distributed.Distributed, c
 
     check_data_for_task(task_name, config.data, card.name)
     data = _load_data(config, input_size, border)
+    if len(data.val) == 0:  # else every epoch would be "best" on no images
+        raise DataError(f"no validation images: {config.data} has no val split and val_split={config.val_split} "
+                        f"holds none out; hold out a fraction, e.g. --val-split 0.1")
     if state is not None:
         data.check_classes(state["classes"])
     train_sampler, train_loader, val_loader, test_loader = _loaders(data, config, ctx)
@@ -305,7 +312,7 @@ def set_up(config: TrainConfig, *, resume: bool, ctx: distributed.Distributed, c
               test_split="test" if data.test is not None else "val", network=network, model=model, task=task,
               speed=speed, lr=lr, optimizer=optimizer, schedule=schedule, mixing=mixing,
               frozen_norms=frozen_norms, ema=ema, input_size_from=input_size_from,
-              memory=memory)
+              memory=memory, threads=threads)
     if state is not None:
         run.restore(state)
     if ctx.is_main:
@@ -470,7 +477,7 @@ def _announce(run: Run, *, resuming: bool) -> None:
         f"recipe {config.recipe or 'none'}; {'' if run.memory is None else run.memory.text() + '; '}"
         + "".join(f"{key}={value}; " for key, value in config.model_args.items() if key != "spec")
         + f"{combination_name(speed.channels_last, speed.amp)} ({speed.how}); "
-        f"{run.ctx.device.type} x{run.ctx.world_size}; run folder {run.folder.path}"
+        f"{run.ctx.device.type} x{run.ctx.world_size}, {run.threads}; run folder {run.folder.path}"
         + (f"; skipped {len(data.skipped)} unreadable images (listed in config.json)" if data.skipped else ""),
         highlight=False, soft_wrap=True)
 

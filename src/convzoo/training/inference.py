@@ -8,6 +8,7 @@ so the data is prepared exactly as the network saw it in training, whatever data
 """
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import DataError
+from ..errors import CorruptImageError, DataError
 from ..io import atomic_write_bytes
 from ..layers.crf import DenseCRF
 from .checkpoint import Checkpoint, load_checkpoint, read_checkpoint_description
@@ -249,8 +250,9 @@ def predict_images(checkpoint: str | Path | Checkpoint, images: Sequence[str | P
     device = next(model.parameters()).device
     predictions = []
     for path in images:
-        image = load_image(path, checkpoint.input_size, checkpoint.mean, checkpoint.std, crops=crops,
-                           border=checkpoint.border)
+        with _named_image_fix():
+            image = load_image(path, checkpoint.input_size, checkpoint.mean, checkpoint.std, crops=crops,
+                               border=checkpoint.border)
         batch = image if image.dim() == 4 else image[None]
         probabilities = checkpoint.task.probabilities(model(batch.to(device))).mean(dim=0, keepdim=True).cpu()
         predictions.append({
@@ -259,6 +261,16 @@ def predict_images(checkpoint: str | Path | Checkpoint, images: Sequence[str | P
                             for name, p in checkpoint.task.top(probabilities, top)[0]],
         })
     return predictions
+
+
+@contextlib.contextmanager
+def _named_image_fix():
+    """An image the user named that cannot be read: the fix is to fix it or leave it out (predict skips nothing)."""
+    try:
+        yield
+    except CorruptImageError as err:
+        raise CorruptImageError(err.path, err.reason, "Fix the file, or leave it out of the images to predict.") \
+            from err
 
 
 @torch.no_grad()
@@ -286,7 +298,8 @@ def predict_masks(checkpoint: Checkpoint, images: Sequence[str | Path], out: str
     normalize = Normalize(checkpoint.mean, checkpoint.std)
     results = []
     for path in paths:
-        image = decode_image(path, channels)
+        with _named_image_fix():
+            image = decode_image(path, channels)
         fitted = fit_inside_size(*image.shape[-2:], (height, width))
         network_view = torch.zeros(channels, height, width)
         network_view[:, :fitted[0], :fitted[1]] = resize(image, fitted)

@@ -65,13 +65,14 @@ RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
         "quick", SGDR,
         dict(opt="sgd_nesterov", momentum=0.9, lr=0.02, weight_decay=5e-4, batch_size=64, epochs=20,
              lr_scheduler="cosine", lr_warmup_epochs=1, clip_grad_norm=1.0, label_smoothing=0.1,
-             random_crop_padding=1, threads=1),
+             random_crop_padding=1),
         "convzoo's default, not a paper's: SGD with Nesterov momentum, a one-epoch linear warm-up (Goyal et al. "
         "2017) and a cosine decay (Loshchilov & Hutter) over a short run, gradients clipped to norm 1 (LeNet-5's "
         "RBF output starts with large losses), label smoothing 0.1 and 1-pixel random shifts. Chosen so that "
         "`convzoo train lenet5 --data digits` reaches >= 98% test accuracy in under 30 s on a 2-core CPU "
-        "(98.0-98.6% over seeds 0-5). One CPU thread a process: small networks gain little from more, and an "
-        "OpenMP thread whose core another program takes stalls the others (--threads overrides). Good for "
+        "(98.0-98.6% over seeds 0-5). CPU threads by convzoo.runtime's policy (half the cores: one on 2 "
+        "cores), as for every command: an OpenMP thread whose core another program takes stalls the others "
+        "(--threads overrides). Good for "
         "small data sets and first runs; use a paper's recipe to reproduce a paper.",
         networks="any (small data sets)"),
     Recipe(
@@ -171,7 +172,7 @@ RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
     Recipe(
         "segmentation", ADAMW,
         dict(opt="adamw", lr=2e-3, weight_decay=1e-4, batch_size=16, epochs=6, lr_scheduler="cosine",
-             lr_warmup_epochs=0.5, threads=1),
+             lr_warmup_epochs=0.5),
         "convzoo's default for segmentation networks, not a paper's: AdamW (no tuning of the learning rate per "
         "network), a half-epoch warm-up and a cosine decay over a short run, no label smoothing (the task's loss "
         "is pixel-wise cross-entropy + soft Dice) and no mirroring (a mirrored digit is not a digit). The U-Nets "
