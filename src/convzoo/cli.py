@@ -259,8 +259,8 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
                         f"{' (stopped: the loss diverged)' if result.diverged else ''}", title_justify="left")
     table.add_column("rule")
     table.add_column("learning rate", justify="right")
-    table.add_row("suggestion: steepest descent before the minimum", f"{result.suggestion:.3g}")
-    table.add_row("minimum of the smoothed loss / 10", f"{result.min_over_10:.3g}")
+    table.add_row("suggestion: the minimum of the smoothed loss (a schedule's peak)", f"{result.suggestion:.3g}")
+    table.add_row("its steepest descent (a constant rate)", f"{result.steepest:.3g}")
     _console().print(table)
     print(f"curve and figures: {result.png}")
     return 0
