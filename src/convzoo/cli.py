@@ -580,22 +580,30 @@ def _default_search_out(method: str, data: str) -> str:
     return str(first_free_folder(Path("runs") / f"nas-{method}-{data_name}", lambda p: SearchFolder(p).holds_search()))
 
 
-def _cmd_nas_search(args: argparse.Namespace) -> int:
+def nas_search_config(args: argparse.Namespace):
+    """The SearchConfig and search folder `convzoo nas search` args ask for: the flags given over the method's
+    defaults or, with --resume, over the saved search's settings."""
+    from .nas.config import SearchConfig
     from .nas.folder import SearchFolder
-    from .nas.search import SearchConfig, search
 
     settings = _nas_search_settings(args)
-    if args.resume:
-        if args.out and args.out != args.resume:
-            raise ValueError(f"--resume continues the search in {args.resume}; --out {args.out} names another "
-                             f"folder (leave --out out)")
-        saved = SearchFolder(args.resume).read_config()
-        space = {**saved.get("space", {}), **settings.pop("space", {})}
-        config = SearchConfig.from_dict({**saved, **settings, "space": space})
-        out = args.resume
-    else:
+    if not args.resume:
         config = SearchConfig.for_method(settings)
-        out = args.out or _default_search_out(config.method, config.data)
+        return config, args.out or _default_search_out(config.method, config.data)
+    if args.out and args.out != args.resume:
+        raise ValueError(f"--resume continues the search in {args.resume}; --out {args.out} names another "
+                         f"folder (leave --out out)")
+    saved = SearchFolder(args.resume).read_config()
+    if settings.get("executor", saved.get("executor")) != "ray":  # the Ray settings go with the Ray executor
+        saved = {k: v for k, v in saved.items() if k not in ("address", "cpus_per_child", "gpus_per_child")}
+    space = {**saved.get("space", {}), **settings.pop("space", {})}
+    return SearchConfig.from_dict({**saved, **settings, "space": space}), args.resume
+
+
+def _cmd_nas_search(args: argparse.Namespace) -> int:
+    from .nas.search import search
+
+    config, out = nas_search_config(args)
     search(config, out, resume=bool(args.resume), console=_console())
     return 0
 
@@ -668,8 +676,8 @@ def _cmd_nas_show(args: argparse.Namespace) -> int:
 
 
 def _add_nas_commands(commands) -> None:
+    from .nas.config import METHODS
     from .nas.executor import EXECUTORS
-    from .nas.search import METHODS
     from .training.optim import OPTIMIZERS
 
     unset = argparse.SUPPRESS  # only flags the user gives override the defaults (or a resumed search's settings)
@@ -683,9 +691,21 @@ def _add_nas_commands(commands) -> None:
     p.add_argument("--method", choices=METHODS, default=unset, help="reinforce (default), random, or enas")
     p.add_argument("--data", default=unset, help="'digits' (default) or a data folder (see `convzoo train --help`)")
     p.add_argument("--budget", type=positive_int, default=unset, metavar="N", help="architectures to sample (default 64)")
-    p.add_argument("--workers", type=positive_int, default=unset, metavar="N", help="children trained at once (processes)")
+    p.add_argument("--workers", type=positive_int, default=unset, metavar="N",
+                   help="children trained at once (local: processes; ray: tasks)")
     p.add_argument("--executor", choices=EXECUTORS, default=unset,
-                   help="local (this machine's processes) or ray (a Ray cluster; pip install ray)")
+                   help="local (this process, or --workers processes) or ray (a Ray cluster: pip install "
+                        "\"convzoo[ray]\"; docs/nas.md)")
+    p.add_argument("--address", default=unset, metavar="auto|HOST:PORT",
+                   help="ray: the cluster (auto: the one `ray start` joined here; default RAY_ADDRESS, else a new "
+                        "Ray instance on this machine)")
+    p.add_argument("--cpus-per-child", type=positive_float, default=unset, metavar="N",
+                   help="ray: a child's CPU request, and its torch threads (default 1)")
+    p.add_argument("--gpus-per-child", type=non_negative_float, default=unset, metavar="N",
+                   help="ray: a child's GPU request (default 0; 0.5 puts two children on a GPU)")
+    p.add_argument("--retries", type=non_negative_int, default=unset, metavar="N",
+                   help="runs a child gets after the first when its worker is lost (default 2); then it is "
+                        "recorded as failed")
     p.add_argument("--out", type=out_folder, default=None, metavar="DIR", help="search folder (default: runs/nas-METHOD-DATA)")
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the search in DIR exactly (a larger --budget extends it)")

@@ -676,7 +676,9 @@ def finish(run: Run) -> TrainResult:
     results.json, the confusion matrix and the error analysis (error_analysis.py)."""
     ctx, task, folder = run.ctx, run.task, run.folder
     ctx.barrier()  # rank 0 has written best.safetensors
-    run.network.load_state_dict(read_state_dict(folder.best))
+    if ctx.is_main:  # only rank 0's machine has the run folder (nodes need not share a disk)
+        run.network.load_state_dict(read_state_dict(folder.best))
+    ctx.broadcast_from_main(run.network.state_dict())
     test_metrics = evaluate(run.network, run.test_loader, task, ctx=ctx, autocast=False,
                             channels_last=run.speed.channels_last)
     results = {"model": run.card.name, "data": run.config.data, "split": run.test_split,
