@@ -574,7 +574,11 @@ def run_from_args(args: argparse.Namespace) -> int:
                            backends=args.backends, optimized=args.optimized, warmup=args.warmup,
                            repeats=args.repeats, matmul_sizes=args.matmul_sizes,
                            progress=lambda message: print(message, file=sys.stderr), force=args.force)
-    table = to_markdown(result)
+    return _report(args, result, to_markdown(result))
+
+
+def _report(args: argparse.Namespace, result: dict, table: str) -> int:
+    """Print the table; write the JSON and markdown files asked for."""
     print(table, end="")
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
@@ -590,13 +594,7 @@ def _against_from_args(args: argparse.Namespace, thread_counts: Sequence[int]) -
     result = run_against(args.models, args.against, batch_sizes=args.batch_sizes, thread_counts=thread_counts,
                          input_size=args.input_sizes[0], paths=paths, warmup=max(1, args.warmup), repeats=args.repeats,
                          progress=lambda message: print(message, file=sys.stderr), force=args.force)
-    table = against_markdown(result)
-    print(table, end="")
-    if args.json:
-        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
-    if args.markdown:
-        atomic_write_text(args.markdown, table)
-    return 0
+    return _report(args, result, against_markdown(result))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

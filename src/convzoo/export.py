@@ -8,6 +8,11 @@ Every format takes any batch size (a dynamic first axis); the other input axes a
 Beside the file, FILE.json says what it holds: the network, its input (size, and for a checkpoint the class
 names and the normalisation the images need), the input and output names, and the exporter used.
 
+The exported network is for inference: every batch norm that follows a convolution is folded into it first
+(`convzoo.deploy.fold_batch_norms`), the exporters fold constants, and an ONNX file then goes through
+onnxruntime's basic, portable graph optimisations offline (where onnxruntime is installed), so the file is as
+fast as it can be in any runtime; FILE.json's "graph_optimisation" records what was done.
+
 Every file is checked before it is kept: run at batch 1 and 3 (ONNX in onnxruntime, where installed) and
 compared with PyTorch. ONNX goes through PyTorch's TorchScript-based exporter first, which is about ten times
 faster than the torch.export-based one; where it fails, or writes a graph that computes something else (it
@@ -138,7 +143,7 @@ def _fix_adaptive_pools(model: nn.Module, example: torch.Tensor) -> None:
 
 # What every ONNX file's graph has been through, recorded in its sidecar ("graph_optimisation").
 ONNX_OPTIMISATION = ("batch norms folded into the convolutions before them (convzoo.deploy.fold_batch_norms, "
-                     "in PyTorch, exactly); constants folded by the exporter; then, where onnxruntime is "
+                     "in PyTorch, within float32 rounding); constants folded by the exporter; then, where onnxruntime is "
                      "installed, onnxruntime's basic graph optimisations applied offline (constant folding, "
                      "redundant node elimination, Conv+Add/Mul/BatchNorm fusions: standard ONNX operators only, "
                      "so the file stays portable to any runtime)")
