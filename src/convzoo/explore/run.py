@@ -73,6 +73,8 @@ def run_data(path: str | Path, predictions: bool = True) -> tuple[dict[str, Any]
     data["explain"] = _explain_gallery(folder.path, rid, files)
     if predictions:
         data.update(test_predictions(folder.path))
+    else:
+        data["unavailable"] = "This site was built without the test predictions (predictions=False): the run's own figure."
     return data, files
 
 
@@ -107,7 +109,7 @@ def test_predictions(path: str | Path) -> dict[str, Any]:
     n = len(checkpoint.classes)
     confusion = np.zeros((n, n), dtype=np.int64)
     np.add.at(confusion, (labels.numpy(), predicted.numpy()), 1)
-    thumbnails = [_thumbnail(dataset[i][0], checkpoint.mean, checkpoint.std)
+    thumbnails = [_thumbnail(dataset, i, checkpoint.mean, checkpoint.std)
                   for i in range(min(len(dataset), MAX_THUMBNAILS))]
     return {"task": "classification", "classes": checkpoint.classes, "prediction_split": split,
             "labels": labels.tolist(), "predicted": predicted.tolist(),
@@ -115,16 +117,15 @@ def test_predictions(path: str | Path) -> dict[str, Any]:
             "thumbnails": thumbnails}
 
 
-def _thumbnail(image, mean, std) -> str:
-    """A normalised C x H x W image as a PNG data URI, un-normalised, enlarged to THUMBNAIL_SIDE without
-    smoothing (each input pixel a block: what the network saw)."""
+def _thumbnail(dataset, index: int, mean, std) -> str:
+    """A test image as the network saw it (un-normalised, as the error analysis draws it), as a PNG data URI,
+    enlarged to THUMBNAIL_SIDE without smoothing (each input pixel a block)."""
     from PIL import Image
 
-    mean_a, std_a = np.asarray(mean).reshape(-1, 1, 1), np.asarray(std).reshape(-1, 1, 1)
-    array = (image.numpy() * std_a + mean_a).clip(0, 1)
-    array = (array[:3] if array.shape[0] >= 3 else array[:1]).transpose(1, 2, 0)
-    picture = Image.fromarray((array * 255).round().astype(np.uint8).squeeze(-1) if array.shape[-1] == 1
-                              else (array * 255).round().astype(np.uint8))
+    from ..training.error_analysis import _images_of
+
+    array = _images_of(dataset, [index], mean, std)[0]
+    picture = Image.fromarray((array * 255).round().astype(np.uint8))
     side = max(picture.size)
     if side < THUMBNAIL_SIDE:
         factor = -(-THUMBNAIL_SIDE // side)

@@ -27,6 +27,7 @@ from .network import network_data, zoo_row
 from .run import run_data
 
 STATIC_FILES = ("index.html", "explore.css", "explore.js")
+SCRIPT_HEADER = b"/* convzoo explorer:"
 PARALLEL_FROM = 8  # more networks than this are drawn by one process per usable core
 
 
@@ -80,7 +81,12 @@ def build_site(items: Sequence[str] = (), out: str | Path = "explore", progress:
         runs_data.append((data, files))
         if data.get("model") and data["model"] not in names:
             names.append(model_card(data["model"]).name)
-    zoo_rows, written = [], 0
+    written = 0
+    static = resources.files(__package__) / "static"
+    for filename in STATIC_FILES:  # first: a folder whose build is interrupted is still known as the explorer's
+        written += _copy(static / filename, out / filename)
+    report.files += len(STATIC_FILES)
+    zoo_rows = []
     for name, data in _network_pages(names, progress, workers):
         written += _write_js(out / "data" / "net" / f"{name}.js", f"CONVZOO.nets[{json.dumps(name)}]", data)
         zoo_rows.append(zoo_row(data))
@@ -99,10 +105,7 @@ def build_site(items: Sequence[str] = (), out: str | Path = "explore", progress:
         report.runs.append(data["id"])
     zoo = {"networks": zoo_rows, "runs": run_rows, "built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     written += _write_js(out / "data" / "zoo.js", "CONVZOO.zoo", zoo)
-    static = resources.files(__package__) / "static"
-    for filename in STATIC_FILES:
-        written += _copy(static / filename, out / filename)
-    report.files += 1 + len(STATIC_FILES)
+    report.files += 1
     report.bytes = written
     report.seconds = time.perf_counter() - start
     return report
@@ -112,10 +115,16 @@ def check_site_folder(out: str | Path) -> Path:
     """`out` is a folder the site may be written into: new, empty, or an earlier explorer's (data/zoo.js), so a
     folder of other files is never mixed with the site's."""
     path = check_folder_path(out, "--out ")
-    if path.is_dir() and any(path.iterdir()) and not (path / "data" / "zoo.js").is_file():
+    if path.is_dir() and any(path.iterdir()) and not _holds_site(path):
         raise OutputExistsError(f"--out {str(path)!r} holds other files: give a new folder (or an earlier "
                                 f"`convzoo explore` folder, which is updated)")
     return path
+
+
+def _holds_site(path: Path) -> bool:
+    """An explorer's folder (even one whose build was interrupted): its page script is ours."""
+    script = path / "explore.js"
+    return script.is_file() and script.read_bytes().startswith(SCRIPT_HEADER)
 
 
 def _network_pages(names: list[str], progress: bool, workers: int | None) -> Iterator[tuple[str, dict]]:

@@ -229,9 +229,13 @@ function complexityChart(rows, metric) {
   const sy = (v) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
   const grid = svgEl("g", { class: "grid" });
   const axisG = svgEl("g", { class: "axis" });
-  for (let e = Math.ceil(x0); e <= x1; e++) {
-    grid.append(svgEl("line", { x1: sx(e), x2: sx(e), y1: T, y2: H - B }));
-    axisG.append(svgEl("text", { x: sx(e), y: H - B + 24, "text-anchor": "middle", text: fmtSI(10 ** e) }));
+  for (let e = Math.floor(x0); e <= x1; e++) {
+    for (const m of x1 - x0 <= 3 ? [1, 3] : [1]) {  // decades, and 3x between them on a short axis
+      const v = e + Math.log10(m);
+      if (v < x0 - 1e-9 || v > x1 + 1e-9) continue;
+      grid.append(svgEl("line", { x1: sx(v), x2: sx(v), y1: T, y2: H - B }));
+      axisG.append(svgEl("text", { x: sx(v), y: H - B + 24, "text-anchor": "middle", text: fmtSI(m * 10 ** e).replace(".00 ", " ") }));
+    }
   }
   for (const t of niceTicks(y0, y1, 6)) {
     grid.append(svgEl("line", { x1: L, x2: W - R, y1: sy(t), y2: sy(t) }));
@@ -549,7 +553,8 @@ function lineChart(title, xs, series) {
   const values = series.flatMap(([, v]) => v.filter((x) => typeof x === "number"));
   let y0 = Math.min(...values), y1 = Math.max(...values);
   if (y1 - y0 < 1e-9) { y0 -= Math.abs(y0) * 0.1 + 1e-3; y1 += Math.abs(y1) * 0.1 + 1e-3; }
-  const x0 = Math.min(...xs), x1 = Math.max(...xs) === x0 ? x0 + 1 : Math.max(...xs);
+  let x0 = Math.min(...xs), x1 = Math.max(...xs);
+  if (x1 === x0) { x0 -= 0.5; x1 += 0.5; }  // one epoch: its point in the middle
   const sx = (v) => L + (v - x0) / (x1 - x0) * (W - L - R), sy = (v) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
   const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title + " against epoch" });
   svg.append(svgEl("text", { x: L, y: 22, "font-weight": "bold", text: title }));
