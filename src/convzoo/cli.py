@@ -274,8 +274,8 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
                         f"{' (stopped: the loss diverged)' if result.diverged else ''}", title_justify="left")
     table.add_column("rule")
     table.add_column("learning rate", justify="right")
-    table.add_row("suggestion: steepest descent before the minimum", f"{result.suggestion:.3g}")
-    table.add_row("minimum of the smoothed loss / 10", f"{result.min_over_10:.3g}")
+    table.add_row("suggestion: the minimum of the smoothed loss (a schedule's peak)", f"{result.suggestion:.3g}")
+    table.add_row("its steepest descent (a constant rate)", f"{result.steepest:.3g}")
     _console().print(table)
     print(f"curve and figures: {result.png}")
     return 0
@@ -419,6 +419,9 @@ def _add_train_settings(p) -> None:
     data.add_argument("--random-crop-padding", type=non_negative_int, default=unset, metavar="N", help="pad N pixels, crop back")
     data.add_argument("--scale-jitter", type=positive_float, nargs=2, default=unset, metavar=("A", "B"),
                       help="resize the shorter side to [A, B] x the input side, then crop (VGG/ResNet)")
+    data.add_argument("--random-resized-crop", type=float, nargs=2, default=unset, metavar=("A", "B"),
+                      help="GoogLeNet's crop: [A, B] of the area, aspect 3/4..4/3, resized to the input "
+                           "(torchvision's RandomResizedCrop: 0.08 1)")
     data.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=unset, help="random mirror images")
     data.add_argument("--pca-lighting", type=non_negative_float, default=unset, metavar="STD",
                       help="AlexNet's PCA colour lighting (paper: 0.1)")
@@ -479,7 +482,9 @@ def _add_train_settings(p) -> None:
                      help="channels_last memory format (default: measured, as --amp)")
     how.add_argument("--use-deterministic-algorithms", dest="deterministic", action="store_true", default=unset)
     how.add_argument("--device", type=device, default=unset, help="auto (default), cpu, cuda, cuda:1 or mps")
-    how.add_argument("-j", "--workers", type=non_negative_int, default=unset, metavar="N", help="data loading processes")
+    how.add_argument("-j", "--workers", type=non_negative_int, default=unset, metavar="N",
+                     help="data loading processes (default: none for data in memory; for image files one "
+                          "fewer than the cores, at most 8)")
     add_threads_argument(how, default=unset)
     how.add_argument("--force", action="store_true", default=unset, help=_FORCE_HELP)
     how.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=unset,
@@ -590,22 +595,30 @@ def _default_search_out(method: str, data: str) -> str:
     return str(first_free_folder(Path("runs") / f"nas-{method}-{data_name}", lambda p: SearchFolder(p).holds_search()))
 
 
-def _cmd_nas_search(args: argparse.Namespace) -> int:
+def nas_search_config(args: argparse.Namespace):
+    """The SearchConfig and search folder `convzoo nas search` args ask for: the flags given over the method's
+    defaults or, with --resume, over the saved search's settings."""
+    from .nas.config import SearchConfig
     from .nas.folder import SearchFolder
-    from .nas.search import SearchConfig, search
 
     settings = _nas_search_settings(args)
-    if args.resume:
-        if args.out and args.out != args.resume:
-            raise ValueError(f"--resume continues the search in {args.resume}; --out {args.out} names another "
-                             f"folder (leave --out out)")
-        saved = SearchFolder(args.resume).read_config()
-        space = {**saved.get("space", {}), **settings.pop("space", {})}
-        config = SearchConfig.from_dict({**saved, **settings, "space": space})
-        out = args.resume
-    else:
+    if not args.resume:
         config = SearchConfig.for_method(settings)
-        out = args.out or _default_search_out(config.method, config.data)
+        return config, args.out or _default_search_out(config.method, config.data)
+    if args.out and args.out != args.resume:
+        raise ValueError(f"--resume continues the search in {args.resume}; --out {args.out} names another "
+                         f"folder (leave --out out)")
+    saved = SearchFolder(args.resume).read_config()
+    if settings.get("executor", saved.get("executor")) != "ray":  # the Ray settings go with the Ray executor
+        saved = {k: v for k, v in saved.items() if k not in ("address", "cpus_per_child", "gpus_per_child")}
+    space = {**saved.get("space", {}), **settings.pop("space", {})}
+    return SearchConfig.from_dict({**saved, **settings, "space": space}), args.resume
+
+
+def _cmd_nas_search(args: argparse.Namespace) -> int:
+    from .nas.search import search
+
+    config, out = nas_search_config(args)
     search(config, out, resume=bool(args.resume), console=_console())
     return 0
 
@@ -678,8 +691,8 @@ def _cmd_nas_show(args: argparse.Namespace) -> int:
 
 
 def _add_nas_commands(commands) -> None:
+    from .nas.config import METHODS
     from .nas.executor import EXECUTORS
-    from .nas.search import METHODS
     from .training.optim import OPTIMIZERS
 
     unset = argparse.SUPPRESS  # only flags the user gives override the defaults (or a resumed search's settings)
@@ -693,9 +706,21 @@ def _add_nas_commands(commands) -> None:
     p.add_argument("--method", choices=METHODS, default=unset, help="reinforce (default), random, or enas")
     p.add_argument("--data", default=unset, help="'digits' (default) or a data folder (see `convzoo train --help`)")
     p.add_argument("--budget", type=positive_int, default=unset, metavar="N", help="architectures to sample (default 64)")
-    p.add_argument("--workers", type=positive_int, default=unset, metavar="N", help="children trained at once (processes)")
+    p.add_argument("--workers", type=positive_int, default=unset, metavar="N",
+                   help="children trained at once (local: processes; ray: tasks)")
     p.add_argument("--executor", choices=EXECUTORS, default=unset,
-                   help="local (this machine's processes) or ray (a Ray cluster; pip install ray)")
+                   help="local (this process, or --workers processes) or ray (a Ray cluster: pip install "
+                        "\"convzoo[ray]\"; docs/nas.md)")
+    p.add_argument("--address", default=unset, metavar="auto|HOST:PORT",
+                   help="ray: the cluster (auto: the one `ray start` joined here; default RAY_ADDRESS, else a new "
+                        "Ray instance on this machine)")
+    p.add_argument("--cpus-per-child", type=positive_float, default=unset, metavar="N",
+                   help="ray: a child's CPU request, and its torch threads (default 1)")
+    p.add_argument("--gpus-per-child", type=non_negative_float, default=unset, metavar="N",
+                   help="ray: a child's GPU request (default 0; 0.5 puts two children on a GPU)")
+    p.add_argument("--retries", type=non_negative_int, default=unset, metavar="N",
+                   help="runs a child gets after the first when its worker is lost (default 2); then it is "
+                        "recorded as failed")
     p.add_argument("--out", type=out_folder, default=None, metavar="DIR", help="search folder (default: runs/nas-METHOD-DATA)")
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the search in DIR exactly (a larger --budget extends it)")
