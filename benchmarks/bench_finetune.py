@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=16)
     parser.add_argument("--target", type=float, default=90.0, help="held-out top-1 accuracy to reach (%%)")
     parser.add_argument("--out", default="/tmp/finetune-bench")
-    parser.add_argument("--freeze", nargs="+", default=["stem", "layer1"])
+    parser.add_argument("--freeze", nargs="*", default=["stem", "layer1"], help="none: fine-tune everything")
     parser.add_argument("--skip-scratch", action="store_true", help="only the fine-tuned run")
     parser.add_argument("--lr-body", type=float, default=None, help="the unfrozen body's rate (the head: 0.02)")
     args = parser.parse_args()
