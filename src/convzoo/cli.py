@@ -157,9 +157,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
-_RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out")
-
-
 def _image_size(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     if len(parts) not in (1, 2) or not all(part.isdigit() and int(part) > 0 for part in parts):
@@ -217,20 +214,12 @@ def _default_recipe(model: str) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import RunFolder, TrainConfig, make_config, train
+    from .training import make_config, resumed_config, train
 
     settings = _training_settings(args)
     try:
         if args.resume:
-            saved = RunFolder(args.resume).read_config()["config"]
-            if args.model and args.model != saved["model"]:
-                raise ValueError(f"{args.resume} is a run of {saved['model']}, not {args.model}")
-            config = TrainConfig.from_dict({**saved, **settings, "out": args.resume})
-            changed = sorted(k for k, v in config.to_dict().items()
-                             if k not in _RESUME_MAY_CHANGE and saved.get(k) != v)
-            if changed:
-                raise ValueError(f"--resume continues a run with its own settings ({args.resume}/config.json); only "
-                                 f"--epochs, --device, --workers and --threads may change, not: {', '.join(changed)}")
+            config = resumed_config(args.resume, model=args.model, **settings)
         elif not args.model:
             raise ValueError("name the network to train, e.g. `convzoo train lenet5 --data digits` "
                              "(`convzoo list` shows them), or continue a run with --resume DIR")

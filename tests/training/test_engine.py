@@ -160,12 +160,21 @@ def test_an_existing_run_is_not_overwritten_and_resume_needs_a_run(shapes, tmp_p
         train(_config(shapes, tmp_path / "empty", epochs=1), resume=True, console=quiet)
 
 
-def test_resume_refuses_data_with_other_classes(shapes, tmp_path, quiet, shapes_writer):
-    train(_config(shapes, tmp_path / "run", epochs=1), console=quiet)
-    other = shapes_writer(tmp_path / "other", {"train": 4})
-    (other / "train" / "cross").rename(other / "train" / "plus")
+def test_resume_refuses_data_whose_classes_changed(tmp_path, quiet, shapes_writer):
+    data = shapes_writer(tmp_path / "data", {"train": 6})
+    train(_config(data, tmp_path / "run", epochs=1), console=quiet)
+    (data / "train" / "cross").rename(data / "train" / "plus")
     with pytest.raises(DataError, match="do not match"):
-        train(_config(other, tmp_path / "run", epochs=2), resume=True, console=quiet)
+        train(_config(data, tmp_path / "run", epochs=2), resume=True, console=quiet)
+
+
+def test_resume_from_python_refuses_changed_settings_as_the_cli_does(shapes, tmp_path, quiet):
+    train(_config(shapes, tmp_path / "run", epochs=1), console=quiet)
+    with pytest.raises(RunFolderError, match="may change, not: lr, momentum"):
+        train(_config(shapes, tmp_path / "run", epochs=2, lr=0.5, momentum=0.5), resume=True, console=quiet)
+    with pytest.raises(RunFolderError, match="is a run of lenet5, not resnet20"):
+        train(make_config("resnet20", data=str(shapes), out=str(tmp_path / "run")), resume=True, console=quiet)
+    assert torch.load(tmp_path / "run" / "resume.pt", weights_only=True)["epoch"] == 1
 
 
 def test_missing_data_path_fails_before_training(tmp_path, quiet):

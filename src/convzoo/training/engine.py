@@ -129,198 +129,353 @@ class TrainResult:
     test: dict  # the best checkpoint's metrics on the test split (the validation split if there is no test)
 
 
+# Settings a resumed run may change: they alter how it runs, never what it computes.
+RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out")
+
+
 def train(config: TrainConfig, *, resume: bool = False, console: Console | None = None) -> TrainResult:
     """Train `config.model` on `config.data`, writing the run folder `config.out`. With resume=True, continue
-    the run in `config.out` from its last completed epoch."""
-    from ..data import Augment, load_data
-
+    the run in `config.out` from its last completed epoch (its settings must be the saved ones, but for
+    RESUME_MAY_CHANGE)."""
     console = console or Console()
     ctx = distributed.setup(config.device)
     try:
-        if config.deterministic:  # only when asked: the call imports torch's compiler stack (1-2 s)
-            torch.use_deterministic_algorithms(True)
-        if config.threads is not None:
-            torch.set_num_threads(config.threads)
-        card = model_card(config.model)
-        task_name = config.task or card.task
-        if task_name != card.task:
-            raise ValueError(f"{card.name} is a {card.task} network; it cannot be trained for {task_name}")
-        meant_for = default_input_size(card.name, config.model_args)  # the card's, or e.g. a NAS spec's
-        height, width = config.input_size or meant_for[1:]
-        input_size = (meant_for[0], int(height), int(width))
-        border = config.border if config.border is not None else (LENET_BORDER if card.family == "lenet" else 0)
-
-        run = RunFolder(config.out or _default_out(config))
-        state = run.load_resume_state() if resume else None
-        if not resume and run.holds_run():
-            raise RunFolderError(f"{str(run.path)!r} already holds a run: continue it with --resume "
-                                 f"{run.path}, or choose another --out")
-        ctx.barrier()  # every process has looked at the folder before rank 0 writes into it
-
-        # --- data
-        check_data_for_task(task_name, config.data, card.name)
-        augment = Augment(
-            random_crop_padding=config.random_crop_padding, hflip=config.hflip, pca_lighting=config.pca_lighting,
-            random_resized_scale=None if config.scale_jitter is None else
-            tuple(round(s * (min(input_size[1:]) - 2 * border)) for s in config.scale_jitter))
-        no_augmentation = augment == Augment()
-        data = load_data(config.data, input_size, val_split=config.val_split, seed=config.seed,
-                         augment=None if no_augmentation else augment, skip_bad=config.skip_bad, border=border)
-        if state is not None:
-            data.check_classes(state["classes"])
-        train_sampler = DistributedSampler(data.train, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
-                                           seed=config.seed)
-        # Full batches only (batch norm cannot train on a batch of one), unless the data is smaller than a batch.
-        drop_last = len(train_sampler) >= config.batch_size
-        train_loader = DataLoader(data.train, batch_size=config.batch_size, sampler=train_sampler,
-                                  num_workers=config.workers, drop_last=drop_last)
-        val_loader = _eval_loader(data.val, config, ctx)
-        test_split = "test" if data.test is not None else "val"
-        test_loader = _eval_loader(data.test, config, ctx) if data.test is not None else val_loader
-
-        # --- network, task, optimizer, schedule
-        torch.manual_seed(config.seed)  # the same initial weights in every process and every repeat
+        run = set_up(config, resume=resume, ctx=ctx, console=console)
         try:
-            network = create_model(config.model, num_classes=len(data.classes), in_chans=input_size[0],
-                                   **config.model_args)
-        except TypeError as err:  # a --model-arg the network does not take
-            raise ValueError(f"{config.model} does not take the arguments {config.model_args}: {err}") from err
-        _check_input_fits(network, card.name, input_size)
-        network = network.to(ctx.device)
-        task = build_task(task_name, data.classes, config.label_smoothing,
-                          aux_weight=getattr(network, "aux_weight", 0.0))
-        speed = _speed_choice(network, task, train_loader, config, state, ctx)
-        memory_format = torch.channels_last if speed.channels_last else torch.contiguous_format
-        network = network.to(memory_format=memory_format)
-        optimizer = build_optimizer(network.parameters(), config.opt, config.lr, config.momentum,
-                                    config.weight_decay)
-        schedule = LRSchedule(optimizer, config.lr_scheduler, epochs=config.epochs,
-                              steps_per_epoch=len(train_loader), step_size=config.lr_step_size,
-                              milestones=config.lr_steps, gamma=config.lr_gamma,
-                              warmup_epochs=config.lr_warmup_epochs, warmup_decay=config.lr_warmup_decay,
-                              min_lr=config.lr_min, patience=config.lr_patience,
-                              higher_is_better=task.higher_is_better)
-        start_epoch, history, best_epoch, best_metric, train_seconds = 0, [], 0, None, 0.0
-        if state is not None:
-            network.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
-            start_epoch, history = state["epoch"], list(state["history"])
-            best_epoch, best_metric, train_seconds = state["best_epoch"], state["best_metric"], state["train_seconds"]
-        model = network
-        if ctx.enabled:
-            model = nn.parallel.DistributedDataParallel(
-                network, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-
-        data_description = data.describe()
-        if ctx.is_main:
-            run.write_config({"config": {**config.to_dict(), "out": str(run.path)},
-                              "resolved": {"task": task.name, "input_size": list(input_size), "border": border,
-                                           "device": str(ctx.device), "processes": ctx.world_size,
-                                           "global_batch_size": config.batch_size * ctx.world_size,
-                                           "steps_per_epoch": len(train_loader), "speed": speed.to_dict()},
-                              "data": data_description, "versions": _versions()})
-            console.print(
-                f"{'resuming' if state else 'training'} {card.name} ({sum(p.numel() for p in network.parameters()):,}"
-                f" parameters) on {config.data}: {len(data.train)} train / {len(data.val)} val / "
-                f"{len(data.test) if data.test is not None else 0} test images at "
-                f"{'x'.join(map(str, input_size))}, {len(data.classes)} classes; recipe {config.recipe or 'none'}; "
-                f"{combination_name(speed.channels_last, speed.amp)} ({speed.how}); "
-                f"{ctx.device.type} x{ctx.world_size}; run folder {run.path}"
-                + (f"; skipped {len(data.skipped)} unreadable images (listed in config.json)" if data.skipped else ""),
-                highlight=False, soft_wrap=True)
-
-        # --- the epochs
-        try:
-            for epoch in range(start_epoch, config.epochs):
-                _seed_everything(config.seed, epoch, ctx.rank)
-                train_sampler.set_epoch(epoch)
-                model.train()
-                meter = task.meter()
-                with EpochProgress(console, epoch, config.epochs, len(train_loader), ctx.is_main) as progress:
-                    for step_in_epoch, (images, targets) in enumerate(train_loader):
-                        step = epoch * len(train_loader) + step_in_epoch
-                        schedule.set_step(step)
-                        images = images.to(ctx.device, memory_format=memory_format, non_blocking=True)
-                        targets = targets.to(ctx.device, non_blocking=True)
-                        with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=speed.amp):
-                            outputs = model(images)
-                        loss = task.loss(outputs, targets)
-                        loss_value = float(ctx.sum(loss.detach())) / ctx.world_size
-                        if not math.isfinite(loss_value):
-                            raise TrainingDivergedError(_diverged_message(
-                                f"the loss became {loss_value}", epoch, step_in_epoch, len(train_loader), step, run,
-                                history))
-                        optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
-                        if config.clip_grad_norm is not None:
-                            nn.utils.clip_grad_norm_(network.parameters(), config.clip_grad_norm)
-                        optimizer.step()
-                        meter.update(outputs, targets)
-                        progress.advance(len(images), loss_value, task.running_score(meter))
-                train_seconds += progress.seconds
-                if not all(bool(p.isfinite().all()) for p in network.parameters()):
-                    # A finite loss whose last update overflowed: never checkpoint weights that are not numbers.
-                    raise TrainingDivergedError(_diverged_message(
-                        "the weights became infinite or NaN", epoch, len(train_loader) - 1, len(train_loader), step,
-                        run, history))
-                meter.sum_across(ctx.sum)
-                train_metrics = meter.compute(task.classes)
-
-                _sync_buffers(network, ctx)
-                # Evaluation in float32 whatever the training's precision: the figures `convzoo eval` repeats.
-                val_metrics = evaluate(network, val_loader, task, ctx=ctx, autocast=False,
-                                       channels_last=speed.channels_last)
-                metric = val_metrics[task.primary_metric]
-                if metric is None:  # no class occurs in the split (an mIoU of nothing): the worst score
-                    metric = -math.inf if task.higher_is_better else math.inf
-                schedule.end_epoch(metric)
-                # Ties go to the later epoch: the same validation score after more training (and, under a
-                # decaying schedule, at a smaller learning rate).
-                is_best = best_metric is None or (metric >= best_metric if task.higher_is_better
-                                                  else metric <= best_metric)
-                if is_best:
-                    best_epoch, best_metric = epoch + 1, metric
-                history.append(_epoch_row(epoch, optimizer, task, train_metrics, val_metrics, progress, ctx))
-
-                if ctx.is_main:
-                    description = describe_checkpoint(network.model_args, task.name, data_description, epoch + 1,
-                                                      {f"val_{k}": v for k, v in val_metrics.items()})
-                    save_checkpoint(network, run.last, description)
-                    if is_best:
-                        save_checkpoint(network, run.best, description)
-                    run.save_resume_state({
-                        "format": 1, "epoch": epoch + 1, "model": network.state_dict(),
-                        "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                        "history": history, "best_epoch": best_epoch, "best_metric": best_metric,
-                        "train_seconds": train_seconds, "classes": list(data.classes),
-                        "speed": {"channels_last": speed.channels_last, "amp": speed.amp},
-                    })
-                    run.write_metrics(history)
-                    console.print(epoch_line(history[-1], config.epochs, is_best, task.epoch_text(history[-1])),
-                                  highlight=False, soft_wrap=True)
+            for epoch in range(run.start_epoch, config.epochs):
+                train_metrics, progress = train_one_epoch(run, epoch)
+                val_metrics = validate(run)
+                is_best = record_epoch(run, epoch, train_metrics, val_metrics, progress)
+                save_epoch(run, val_metrics, is_best)
         finally:
-            if ctx.is_main and history:
-                plot_learning_curves(history, run.curves, title=f"{card.name} on {config.data}",
-                                     metric=task.primary_metric, metric_label=task.curve_label)
-
-        # --- the best checkpoint on the test split
-        ctx.barrier()  # rank 0 has written best.safetensors
-        network.load_state_dict(read_state_dict(run.best))
-        test_metrics = evaluate(network, test_loader, task, ctx=ctx, autocast=False,
-                                channels_last=speed.channels_last)
-        results = {"model": card.name, "data": config.data, "split": test_split, "checkpoint": run.best.name,
-                   "epoch": best_epoch, **{k: finite_or_none(v) for k, v in test_metrics.items()},
-                   "accuracy_unit": task.unit, "train_seconds": round(train_seconds, 2)}
-        if ctx.is_main:
-            run.write_results(results)
-            plot_confusion_matrix(test_metrics["confusion_matrix"], task.classes, run.confusion,
-                                  title=f"{card.name}, {test_split} split (epoch {best_epoch})")
-            console.print(f"{test_split}: {task.test_text(test_metrics)}, best epoch {best_epoch}; results in "
-                          f"{run.results}", highlight=False, soft_wrap=True)
-        return TrainResult(out=run.path, history=history, best_epoch=best_epoch, test=results)
+            plot_curves(run)
+        return finish(run)
     finally:
         distributed.teardown(ctx)
+
+
+@dataclass
+class Run:
+    """Everything a run holds while it runs: what set_up built, and where the epochs stand. The epoch steps read
+    and update it; resume_state() is the part that survives a restart."""
+
+    config: TrainConfig
+    ctx: distributed.Distributed
+    console: Console
+    card: Any
+    folder: RunFolder
+    input_size: tuple[int, int, int]
+    border: int
+    data: Any  # DataBundle
+    train_sampler: DistributedSampler
+    train_loader: DataLoader
+    val_loader: DataLoader
+    test_loader: DataLoader
+    test_split: str
+    network: nn.Module
+    model: nn.Module  # the network, or its DistributedDataParallel wrapper
+    task: Task
+    speed: SpeedChoice
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    start_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_metric: float | None = None
+    train_seconds: float = 0.0
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.speed.channels_last else torch.contiguous_format
+
+    def resume_state(self, epoch: int) -> dict:
+        """The state after `epoch` (1-based) epochs: all --resume needs to repeat the rest exactly."""
+        return {"format": 1, "epoch": epoch, "model": self.network.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                "history": self.history, "best_epoch": self.best_epoch, "best_metric": self.best_metric,
+                "train_seconds": self.train_seconds, "classes": list(self.data.classes),
+                "speed": {"channels_last": self.speed.channels_last, "amp": self.speed.amp}}
+
+    def restore(self, state: dict) -> None:
+        self.network.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.start_epoch, self.history = state["epoch"], list(state["history"])
+        self.best_epoch, self.best_metric = state["best_epoch"], state["best_metric"]
+        self.train_seconds = state["train_seconds"]
+
+
+# --- setting up
+
+
+def set_up(config: TrainConfig, *, resume: bool, ctx: distributed.Distributed, console: Console) -> Run:
+    """Resolve the settings, load the data, build the network, the task, the optimizer and the schedule, and
+    restore them from the run folder when resuming; write config.json and say what the run is."""
+    if config.deterministic:  # only when asked: the call imports torch's compiler stack (1-2 s)
+        torch.use_deterministic_algorithms(True)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    card = model_card(config.model)
+    task_name = config.task or card.task
+    if task_name != card.task:
+        raise ValueError(f"{card.name} is a {card.task} network; it cannot be trained for {task_name}")
+    input_size, border = _input_geometry(config, card)
+
+    folder = RunFolder(config.out or _default_out(config))
+    state = folder.load_resume_state() if resume else None
+    if resume:
+        check_resume_settings(config, folder)
+    if not resume and folder.holds_run():
+        raise RunFolderError(f"{str(folder.path)!r} already holds a run: continue it with --resume "
+                             f"{folder.path}, or choose another --out")
+    ctx.barrier()  # every process has looked at the folder before rank 0 writes into it
+
+    check_data_for_task(task_name, config.data, card.name)
+    data = _load_data(config, input_size, border)
+    if state is not None:
+        data.check_classes(state["classes"])
+    train_sampler, train_loader, val_loader, test_loader = _loaders(data, config, ctx)
+
+    network = _build_network(config, card.name, data, input_size, ctx)
+    task = build_task(task_name, data.classes, config.label_smoothing, aux_weight=getattr(network, "aux_weight", 0.0))
+    speed = _speed_choice(network, task, train_loader, config, state, ctx)
+    network = network.to(memory_format=torch.channels_last if speed.channels_last else torch.contiguous_format)
+    optimizer = build_optimizer(network.parameters(), config.opt, config.lr, config.momentum, config.weight_decay)
+    schedule = _build_schedule(optimizer, config, len(train_loader), task)
+    model = network
+    if ctx.enabled:
+        model = nn.parallel.DistributedDataParallel(
+            network, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    run = Run(config=config, ctx=ctx, console=console, card=card, folder=folder, input_size=input_size,
+              border=border, data=data, train_sampler=train_sampler, train_loader=train_loader,
+              val_loader=val_loader, test_loader=test_loader,
+              test_split="test" if data.test is not None else "val", network=network, model=model, task=task,
+              speed=speed, optimizer=optimizer, schedule=schedule)
+    if state is not None:
+        run.restore(state)
+    if ctx.is_main:
+        _write_config(run)
+        _announce(run, resuming=state is not None)
+    return run
+
+
+def _input_geometry(config: TrainConfig, card) -> tuple[tuple[int, int, int], int]:
+    """The input size the network trains at (the card's, a NAS spec's, or --input-size) and the border."""
+    meant_for = default_input_size(card.name, config.model_args)
+    height, width = config.input_size or meant_for[1:]
+    border = config.border if config.border is not None else (LENET_BORDER if card.family == "lenet" else 0)
+    return (meant_for[0], int(height), int(width)), border
+
+
+def _load_data(config: TrainConfig, input_size: tuple[int, int, int], border: int):
+    from ..data import Augment, load_data
+
+    augment = Augment(
+        random_crop_padding=config.random_crop_padding, hflip=config.hflip, pca_lighting=config.pca_lighting,
+        random_resized_scale=None if config.scale_jitter is None else
+        tuple(round(s * (min(input_size[1:]) - 2 * border)) for s in config.scale_jitter))
+    return load_data(config.data, input_size, val_split=config.val_split, seed=config.seed,
+                     augment=None if augment == Augment() else augment, skip_bad=config.skip_bad, border=border)
+
+
+def _loaders(data, config: TrainConfig, ctx: distributed.Distributed):
+    train_sampler = DistributedSampler(data.train, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                       seed=config.seed)
+    # Full batches only (batch norm cannot train on a batch of one), unless the data is smaller than a batch.
+    drop_last = len(train_sampler) >= config.batch_size
+    train_loader = DataLoader(data.train, batch_size=config.batch_size, sampler=train_sampler,
+                              num_workers=config.workers, drop_last=drop_last)
+    val_loader = _eval_loader(data.val, config, ctx)
+    test_loader = _eval_loader(data.test, config, ctx) if data.test is not None else val_loader
+    return train_sampler, train_loader, val_loader, test_loader
+
+
+def _build_network(config: TrainConfig, name: str, data, input_size: tuple[int, int, int],
+                   ctx: distributed.Distributed) -> nn.Module:
+    torch.manual_seed(config.seed)  # the same initial weights in every process and every repeat
+    try:
+        network = create_model(config.model, num_classes=len(data.classes), in_chans=input_size[0],
+                               **config.model_args)
+    except TypeError as err:  # a --model-arg the network does not take
+        raise ValueError(f"{config.model} does not take the arguments {config.model_args}: {err}") from err
+    _check_input_fits(network, name, input_size)
+    return network.to(ctx.device)
+
+
+def _build_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int,
+                    task: Task) -> LRSchedule:
+    return LRSchedule(optimizer, config.lr_scheduler, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+                      step_size=config.lr_step_size, milestones=config.lr_steps, gamma=config.lr_gamma,
+                      warmup_epochs=config.lr_warmup_epochs, warmup_decay=config.lr_warmup_decay,
+                      min_lr=config.lr_min, patience=config.lr_patience, higher_is_better=task.higher_is_better)
+
+
+def _write_config(run: Run) -> None:
+    config, ctx = run.config, run.ctx
+    run.folder.write_config({
+        "config": {**config.to_dict(), "out": str(run.folder.path)},
+        "resolved": {"task": run.task.name, "input_size": list(run.input_size), "border": run.border,
+                     "device": str(ctx.device), "processes": ctx.world_size,
+                     "global_batch_size": config.batch_size * ctx.world_size,
+                     "steps_per_epoch": len(run.train_loader), "speed": run.speed.to_dict()},
+        "data": run.data.describe(), "versions": _versions()})
+
+
+def _announce(run: Run, *, resuming: bool) -> None:
+    config, data, speed = run.config, run.data, run.speed
+    run.console.print(
+        f"{'resuming' if resuming else 'training'} {run.card.name} "
+        f"({sum(p.numel() for p in run.network.parameters()):,} parameters) on {config.data}: {len(data.train)} "
+        f"train / {len(data.val)} val / {len(data.test) if data.test is not None else 0} test images at "
+        f"{'x'.join(map(str, run.input_size))}, {len(data.classes)} classes; recipe {config.recipe or 'none'}; "
+        f"{combination_name(speed.channels_last, speed.amp)} ({speed.how}); "
+        f"{run.ctx.device.type} x{run.ctx.world_size}; run folder {run.folder.path}"
+        + (f"; skipped {len(data.skipped)} unreadable images (listed in config.json)" if data.skipped else ""),
+        highlight=False, soft_wrap=True)
+
+
+def check_resume_settings(config: TrainConfig, folder: RunFolder | str | Path) -> None:
+    """Refuse to resume a run under other settings than its own (config.json): the rest of the run would not be
+    the run that was started. Only RESUME_MAY_CHANGE may differ."""
+    folder = folder if isinstance(folder, RunFolder) else RunFolder(folder)
+    saved = folder.read_config()["config"]
+    if config.model != saved["model"]:
+        raise RunFolderError(f"{folder.path} is a run of {saved['model']}, not {config.model}")
+    given = TrainConfig.from_dict(saved).to_dict()  # the saved settings with today's defaults filled in
+    changed = sorted(k for k, v in config.to_dict().items() if k not in RESUME_MAY_CHANGE and given.get(k) != v)
+    if changed:
+        raise RunFolderError(f"--resume continues a run with its own settings ({folder.path}/config.json); only "
+                             f"--epochs, --device, --workers and --threads may change, not: {', '.join(changed)}")
+
+
+def resumed_config(folder: str | Path, model: str | None = None, **changes: Any) -> TrainConfig:
+    """The settings of the run in `folder` (its config.json), with `changes` (which train() then checks: only
+    RESUME_MAY_CHANGE may differ). `model`, when given, must be the run's."""
+    saved = RunFolder(folder).read_config()["config"]
+    if model and model != saved["model"]:
+        raise RunFolderError(f"{folder} is a run of {saved['model']}, not {model}")
+    return TrainConfig.from_dict({**saved, **changes, "out": str(folder)})
+
+
+# --- one epoch
+
+
+def train_one_epoch(run: Run, epoch: int) -> tuple[dict, EpochProgress]:
+    """One pass over the training split: re-seed from (seed, epoch, rank), then a step a batch. Returns the
+    epoch's training metrics (summed over the processes) and its progress (time, images per second)."""
+    config, ctx, task, loader = run.config, run.ctx, run.task, run.train_loader
+    _seed_everything(config.seed, epoch, ctx.rank)
+    run.train_sampler.set_epoch(epoch)
+    run.model.train()
+    meter = task.meter()
+    with EpochProgress(run.console, epoch, config.epochs, len(loader), ctx.is_main) as progress:
+        for step_in_epoch, (images, targets) in enumerate(loader):
+            step = epoch * len(loader) + step_in_epoch
+            run.schedule.set_step(step)
+            images = images.to(ctx.device, memory_format=run.memory_format, non_blocking=True)
+            targets = targets.to(ctx.device, non_blocking=True)
+            outputs, loss_value = _training_step(run, images, targets)
+            if not math.isfinite(loss_value):
+                raise TrainingDivergedError(_diverged_message(
+                    f"the loss became {loss_value}", epoch, step_in_epoch, len(loader), step, run))
+            meter.update(outputs, targets)
+            progress.advance(len(images), loss_value, task.running_score(meter))
+    run.train_seconds += progress.seconds
+    if not all(bool(p.isfinite().all()) for p in run.network.parameters()):
+        # A finite loss whose last update overflowed: never checkpoint weights that are not numbers.
+        raise TrainingDivergedError(_diverged_message(
+            "the weights became infinite or NaN", epoch, len(loader) - 1, len(loader), step, run))
+    meter.sum_across(ctx.sum)
+    return meter.compute(task.classes), progress
+
+
+def _training_step(run: Run, images: torch.Tensor, targets: torch.Tensor) -> tuple[Any, float]:
+    """Forward, loss, backward, update. Returns the outputs and the loss (averaged over the processes); a loss
+    that is not finite returns before any update."""
+    with torch.autocast(run.ctx.device.type, dtype=torch.bfloat16, enabled=run.speed.amp):
+        outputs = run.model(images)
+    loss = run.task.loss(outputs, targets)
+    loss_value = float(run.ctx.sum(loss.detach())) / run.ctx.world_size
+    if not math.isfinite(loss_value):
+        return outputs, loss_value
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.config.clip_grad_norm is not None:
+        nn.utils.clip_grad_norm_(run.network.parameters(), run.config.clip_grad_norm)
+    run.optimizer.step()
+    return outputs, loss_value
+
+
+def validate(run: Run) -> dict:
+    """The validation split's metrics, in float32 whatever the training's precision: the figures `convzoo
+    eval` repeats. Every process first takes rank 0's batch-norm statistics."""
+    _sync_buffers(run.network, run.ctx)
+    return evaluate(run.network, run.val_loader, run.task, ctx=run.ctx, autocast=False,
+                    channels_last=run.speed.channels_last)
+
+
+def record_epoch(run: Run, epoch: int, train_metrics: dict, val_metrics: dict, progress: EpochProgress) -> bool:
+    """Tell the schedule the validation metric, add the epoch's row to the history; returns whether it is the
+    best epoch so far. Ties go to the later epoch: the same validation score after more training (and, under a
+    decaying schedule, at a smaller learning rate)."""
+    task = run.task
+    metric = val_metrics[task.primary_metric]
+    if metric is None:  # no class occurs in the split (an mIoU of nothing): the worst score
+        metric = -math.inf if task.higher_is_better else math.inf
+    run.schedule.end_epoch(metric)
+    is_best = run.best_metric is None or (metric >= run.best_metric if task.higher_is_better
+                                          else metric <= run.best_metric)
+    if is_best:
+        run.best_epoch, run.best_metric = epoch + 1, metric
+    run.history.append(_epoch_row(epoch, run.optimizer, task, train_metrics, val_metrics, progress, run.ctx))
+    return is_best
+
+
+def save_epoch(run: Run, val_metrics: dict, is_best: bool) -> None:
+    """The checkpoint step (rank 0): last.safetensors, best.safetensors when it is the best epoch, the resume
+    state, metrics.csv, and the epoch's line."""
+    if not run.ctx.is_main:
+        return
+    epoch = run.history[-1]["epoch"]
+    description = describe_checkpoint(run.network.model_args, run.task.name, run.data.describe(), epoch,
+                                      {f"val_{k}": v for k, v in val_metrics.items()})
+    save_checkpoint(run.network, run.folder.last, description)
+    if is_best:
+        save_checkpoint(run.network, run.folder.best, description)
+    run.folder.save_resume_state(run.resume_state(epoch))
+    run.folder.write_metrics(run.history)
+    run.console.print(epoch_line(run.history[-1], run.config.epochs, is_best, run.task.epoch_text(run.history[-1])),
+                      highlight=False, soft_wrap=True)
+
+
+# --- the end
+
+
+def plot_curves(run: Run) -> None:
+    if run.ctx.is_main and run.history:
+        plot_learning_curves(run.history, run.folder.curves, title=f"{run.card.name} on {run.config.data}",
+                             metric=run.task.primary_metric, metric_label=run.task.curve_label)
+
+
+def finish(run: Run) -> TrainResult:
+    """Measure the best checkpoint on the test split (the validation split if there is none); write
+    results.json and the confusion matrix."""
+    ctx, task, folder = run.ctx, run.task, run.folder
+    ctx.barrier()  # rank 0 has written best.safetensors
+    run.network.load_state_dict(read_state_dict(folder.best))
+    test_metrics = evaluate(run.network, run.test_loader, task, ctx=ctx, autocast=False,
+                            channels_last=run.speed.channels_last)
+    results = {"model": run.card.name, "data": run.config.data, "split": run.test_split,
+               "checkpoint": folder.best.name, "epoch": run.best_epoch,
+               **{k: finite_or_none(v) for k, v in test_metrics.items()},
+               "accuracy_unit": task.unit, "train_seconds": round(run.train_seconds, 2)}
+    if ctx.is_main:
+        folder.write_results(results)
+        plot_confusion_matrix(test_metrics["confusion_matrix"], task.classes, folder.confusion,
+                              title=f"{run.card.name}, {run.test_split} split (epoch {run.best_epoch})")
+        run.console.print(f"{run.test_split}: {task.test_text(test_metrics)}, best epoch {run.best_epoch}; "
+                          f"results in {folder.results}", highlight=False, soft_wrap=True)
+    return TrainResult(out=folder.path, history=run.history, best_epoch=run.best_epoch, test=results)
 
 
 @torch.no_grad()
@@ -407,13 +562,12 @@ def _epoch_row(epoch: int, optimizer: torch.optim.Optimizer, task: Task, train_m
     return row
 
 
-def _diverged_message(what: str, epoch: int, step_in_epoch: int, steps: int, step: int, run: RunFolder,
-                      history: list[dict]) -> str:
+def _diverged_message(what: str, epoch: int, step_in_epoch: int, steps: int, step: int, run: Run) -> str:
     where = (f"{what} at epoch {epoch + 1}, step {step_in_epoch + 1} of {steps} "
              f"(training step {step + 1} of the run); training stopped.")
-    if history:
-        kept = (f" The last good checkpoint is {run.last} (epoch {history[-1]['epoch']}); continue from it "
-                f"with --resume {run.path} after lowering --lr or adding --clip-grad-norm.")
+    if run.history:
+        kept = (f" The last good checkpoint is {run.folder.last} (epoch {run.history[-1]['epoch']}); continue from "
+                f"it with --resume {run.folder.path} after lowering --lr or adding --clip-grad-norm.")
     else:
         kept = " No checkpoint was written (it diverged in the first epoch): lower --lr or add --clip-grad-norm."
     return where + kept
