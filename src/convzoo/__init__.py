@@ -5,6 +5,7 @@
     convzoo.list_models("resnet*")
     convzoo.model_card("alexnet")
     convzoo.summary("resnet50").to_markdown()
+    convzoo.explain("runs/resnet20-digits", ["seven.png"], method="gradcam", out="explained")
 """
 from .analysis import summary
 from .deploy import optimize_for_inference
@@ -13,11 +14,12 @@ from .registry import ModelCard, Paper, create_model, list_models, model_card, r
 from .models.segmentation.convolutionalize import convolutionalize
 from .weights import load_weights, save_weights
 from .export import export
+from .explain import explain
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvzooError", "InputSizeError", "ModelCard", "Paper", "UnknownModelError", "WeightsError",
-    "convolutionalize", "create_model", "export", "list_models", "load_weights", "model_card",
+    "convolutionalize", "create_model", "explain", "export", "list_models", "load_weights", "model_card",
     "optimize_for_inference", "register_model", "save_weights", "summary",
 ]

@@ -38,10 +38,11 @@ _HEAD_TOLERANCE = 1e-3
 
 
 def compute(subject: Subject, batch: Tensor, method: str = "gradcam", *, layer: str | None = None,
-            target: int | str | Sequence[int | str] | None = None, batch_size: int = 32,
-            names: Sequence[str] | None = None) -> Explanation:
+            target: int | str | Sequence[int | str] | None = None, targets: Sequence[Target] | None = None,
+            batch_size: int = 32, names: Sequence[str] | None = None) -> Explanation:
     """The `method` map of each target (targets.py) of each image at `layer` (default: the map's default target,
-    layers.py), as raw maps on the layer's grid and placed on the image."""
+    layers.py), as raw maps on the layer's grid and placed on the image. `targets` (Target(image, class) each)
+    gives the targets one by one instead of `target`'s classes for every image."""
     if method not in CAM_METHODS:
         raise ExplainError(f"unknown class activation method {method!r}; one of {', '.join(CAM_METHODS)}")
     batch = subject.check_batch(batch)
@@ -50,7 +51,7 @@ def compute(subject: Subject, batch: Tensor, method: str = "gradcam", *, layer: 
     model = subject.model
     with torch.no_grad():
         output = model(batch)
-    targets = find_targets(subject, output, target)
+    targets = list(targets) if targets is not None else find_targets(subject, output, target)
     if method == "cam":
         maps = _cam(subject, batch, info, output, targets, layer_map.last_linear)
     else:
@@ -77,7 +78,10 @@ def _torchcam(subject: Subject, batch: Tensor, info: LayerInfo, targets: list[Ta
     """Raw maps (targets x h x w) from torchcam, `batch_size` targets at a time (an image with several targets,
     a segmentation image's classes, is repeated), with the watched output protected from in-place calls
     downstream."""
-    from torchcam import methods
+    try:
+        from torchcam import methods
+    except ImportError as err:
+        raise ExplainError(f"{method} comes from torchcam, which is not installed: pip install torchcam") from err
 
     model = subject.model
     maps = []

@@ -33,7 +33,7 @@ def default_window(height: int, width: int) -> int:
 
 
 def compute(subject: Subject, batch: Tensor, *, target: int | str | Sequence[int | str] | None = None,
-            window: int | None = None, stride: int | None = None, fill: float | None = None,
+            targets: Sequence[Target] | None = None, window: int | None = None, stride: int | None = None, fill: float | None = None,
             batch_size: int = DEFAULT_BATCH, names: Sequence[str] | None = None) -> Explanation:
     batch = subject.check_batch(batch)
     height, width = batch.shape[-2:]
@@ -57,7 +57,7 @@ def compute(subject: Subject, batch: Tensor, *, target: int | str | Sequence[int
     model = subject.model
     with torch.inference_mode():
         output = model(batch)
-        targets = find_targets(subject, output, target)
+        targets = list(targets) if targets is not None else find_targets(subject, output, target)
         grids, drops, entries = [], [], []
         for t in targets:
             p0 = float(t.probability(output[t.image:t.image + 1])[0])

@@ -92,6 +92,7 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 0
     threads: int | None = None                  # CPU threads per process (torch.set_num_threads); None: torch's
+    explain: bool = True                        # write the explain/ gallery at the end (convzoo.explain)
     out: str | None = None
 
     def __post_init__(self) -> None:
@@ -130,7 +131,7 @@ class TrainResult:
 
 
 # Settings a resumed run may change: they alter how it runs, never what it computes.
-RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out")
+RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "explain", "out")
 
 
 def train(config: TrainConfig, *, resume: bool = False, console: Console | None = None) -> TrainResult:
@@ -149,7 +150,9 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                 save_epoch(run, val_metrics, is_best)
         finally:
             plot_curves(run)
-        return finish(run)
+        result = finish(run)
+        explain_run(run)
+        return result
     finally:
         distributed.teardown(ctx)
 
@@ -345,7 +348,7 @@ def check_resume_settings(config: TrainConfig, folder: RunFolder | str | Path) -
     changed = sorted(k for k, v in config.to_dict().items() if k not in RESUME_MAY_CHANGE and given.get(k) != v)
     if changed:
         raise RunFolderError(f"--resume continues a run with its own settings ({folder.path}/config.json); only "
-                             f"--epochs, --device, --workers and --threads may change, not: {', '.join(changed)}")
+                             f"--epochs, --device, --workers, --threads and --no-explain may change, not: {', '.join(changed)}")
 
 
 def resumed_config(folder: str | Path, model: str | None = None, **changes: Any) -> TrainConfig:
@@ -476,6 +479,18 @@ def finish(run: Run) -> TrainResult:
         run.console.print(f"{run.test_split}: {task.test_text(test_metrics)}, best epoch {run.best_epoch}; "
                           f"results in {folder.results}", highlight=False, soft_wrap=True)
     return TrainResult(out=folder.path, history=run.history, best_epoch=run.best_epoch, test=results)
+
+
+def explain_run(run: Run) -> None:
+    """The explain/ gallery: what the best checkpoint sees in a few test images (convzoo.explain.gallery)."""
+    if not (run.ctx.is_main and run.config.explain):
+        return
+    from ..explain.gallery import write_gallery  # explain reads checkpoints: imported here, not above
+
+    dataset = run.data.test if run.data.test is not None else run.data.val
+    out = write_gallery(run.folder.path, dataset)
+    run.console.print(f"explained: feature maps, filters, Grad-CAM, occlusion and the effective receptive field of "
+                      f"a few {run.test_split} images in {out}", highlight=False, soft_wrap=True)
 
 
 @torch.no_grad()
