@@ -20,6 +20,13 @@ CANVAS_SCALE = 0.375
 CANVASES = 40
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One CPU thread: these tests run many small passes, where a second OpenMP thread mostly waits (and, on a
+    busy machine, spins). The root conftest puts the count back."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> Path:
     """A finished run folder (with its explain/ gallery, written by the engine's last step)."""

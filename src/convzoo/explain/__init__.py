@@ -58,7 +58,8 @@ def explain(source: Any, images: Sequence[str | Path] | Tensor | None = None, me
     if method == "filters":
         if isinstance(layer, (list, tuple)):
             raise ExplainError("filters draws one layer at a time")
-        result = filters.compute(subject, layer=layer, **options)
+        size = tuple(images.shape[1:]) if isinstance(images, Tensor) else None
+        result = filters.compute(subject, layer=layer, image_size=size, **options)
     else:
         if images is None:
             raise DataError(f"{method} needs images: give image files or a batch")

@@ -7,8 +7,8 @@ copy with in-place activations off (subject.py) and the watched output copied fo
 per-class targets of segmentation networks (targets.py), and each map placed on the image by its layer's
 receptive-field geometry rather than stretched.
 
-CAM (Zhou et al. 2016) is computed here: it weights the map that the network averages globally by the
-classifier's weights, and that map need not be any module's output (DenseNet applies a functional ReLU between
+CAM (Zhou et al. 2016) is computed here: it weights the map that the network averages globally (by default the
+last map a layer with parameters makes, layers.py) by the classifier's weights, and that map need not be any module's output (DenseNet applies a functional ReLU between
 `features` and the pooling). So CAM checks, on the image itself, that the logits are the last linear layer
 applied to the global average of the target map (or of its ReLU), and refuses networks whose head is not
 (VGG, AlexNet, ZFNet and LeNet-5 flatten a grid into fully connected layers): Grad-CAM generalises it there.
@@ -47,6 +47,8 @@ def compute(subject: Subject, batch: Tensor, method: str = "gradcam", *, layer: 
         raise ExplainError(f"unknown class activation method {method!r}; one of {', '.join(CAM_METHODS)}")
     batch = subject.check_batch(batch)
     layer_map = subject.layers(batch.shape[1:])
+    if layer is None and method == "cam" and layer_map.last_with_params is not None:
+        layer = layer_map.last_with_params  # the map the head averages, even where it is 1x1 (small inputs)
     info = layer_map.get(layer) if layer else layer_map.default_target()
     model = subject.model
     with torch.no_grad():
@@ -137,7 +139,7 @@ def _draw(method: str, model: str, info: LayerInfo, names: list[str], pixels: np
     figures = {}
     for i, name in enumerate(names):
         mine = [k for k, t in enumerate(targets) if t.image == i]
-        fig, axes = image_grid(len(mine) + 1, len(mine) + 1, f"{_TITLES[method]} of {model} at {info.title()}")
+        fig, axes = image_grid(len(mine) + 1, len(mine) + 1, f"{_TITLES[method]} of {model}\n{info.title()}")
         axes[0].imshow(pixels[i], interpolation="nearest")
         axes[0].set_title(name, fontsize=7)
         for ax, k in zip(axes[1:], mine):

@@ -17,8 +17,11 @@ MAX_FILTERS = 96  # AlexNet's first layer: its figure shows all 96
 _COLUMNS = 12
 
 
-def compute(subject: Subject, *, layer: str | None = None, max_filters: int = MAX_FILTERS) -> Explanation:
-    layer_map = subject.layers(subject.input_size)
+def compute(subject: Subject, *, layer: str | None = None, max_filters: int = MAX_FILTERS,
+            image_size: tuple[int, int, int] | None = None) -> Explanation:
+    """The kernels of `layer` (default: the first convolution, found by tracing the network at `image_size`,
+    default its input size)."""
+    layer_map = subject.layers(image_size or subject.input_size)
     path = layer or layer_map.first_conv
     modules = dict(subject.model.named_modules())
     if path is None:

@@ -84,6 +84,7 @@ class LayerMap:
     target: str | None
     first_conv: str | None
     last_linear: str | None
+    last_with_params: str | None   # the deepest map a layer with parameters makes: what a GAP head averages
 
     def get(self, path: str) -> LayerInfo:
         for layer in self.layers:
@@ -157,7 +158,8 @@ def map_layers(model: nn.Module, input_size: Sequence[int], *, name: str, task: 
         target = (stage_layers or [layer for layer in layers if layer.has_params] or [None])[-1]
     return LayerMap(name=name, input_size=tuple(input_size), layers=layers,
                     stages=[layer.path for layer in stage_layers], target=None if target is None else target.path,
-                    first_conv=first_conv, last_linear=last_linear)
+                    first_conv=first_conv, last_linear=last_linear,
+                    last_with_params=next((layer.path for layer in reversed(layers) if layer.has_params), None))
 
 
 @contextmanager

@@ -82,7 +82,7 @@ def compute(subject: Subject, batch: Tensor, *, target: int | str | Sequence[int
         for i, name in enumerate(names):
             mine = [k for k, t in enumerate(targets) if t.image == i]
             fig, axes = image_grid(2 * len(mine) + 1, 2 * len(mine) + 1,
-                                   f"occlusion of {subject.name}: {window}x{window} square, stride {stride}")
+                                   f"occlusion of {subject.name}\n{window}x{window} square, stride {stride}")
             axes[0].imshow(pixels[i], interpolation="nearest")
             axes[0].set_title(name, fontsize=7)
             for j, k in enumerate(mine):
@@ -95,7 +95,7 @@ def compute(subject: Subject, batch: Tensor, *, target: int | str | Sequence[int
                 ax.set_ylim(height - 0.5, -0.5)
                 ax.set_title(f"p({entry['class']}) with square", fontsize=7)
                 ax.axis("off")
-                ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
+                ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
                 heat_overlay(axes[2 + 2 * j], pixels[i], drops[k], f"drop from p={entry['probability']:.2f}")
             figures[name] = fig
         return figures

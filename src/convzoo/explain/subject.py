@@ -105,19 +105,21 @@ class Subject:
         return batch.to(next(self.model.parameters()).device, torch.float32)
 
 
-def without_inplace(model: nn.Module) -> nn.Module:
-    """A deep copy of `model` in eval mode with every module's `inplace` switch off (see the module docstring)."""
-    copied = copy.deepcopy(model)
+def without_inplace(model: nn.Module, copy_model: bool = True) -> nn.Module:
+    """A deep copy of `model` (or, with copy_model=False, the model itself) in eval mode with every module's
+    `inplace` switch off (see the module docstring)."""
+    copied = copy.deepcopy(model) if copy_model else model
     for module in copied.modules():
         if getattr(module, "inplace", False) is True:
             module.inplace = False
     return copied.eval()
 
 
-def prepare(source, device: str | torch.device = "cpu") -> Subject:
+def prepare(source, device: str | torch.device = "cpu", *, copy_model: bool = True) -> Subject:
     """A Subject from a checkpoint file or run folder written by `convzoo train` (its network, classes, input
     size and normalisation), from a `training.Checkpoint`, or from a model built by `create_model` (its card's
-    classes as numbers, its card's input size, no normalisation)."""
+    classes as numbers, its card's input size, no normalisation). A model is copied unless copy_model=False
+    (a model the caller hands over: its own in-place switches are turned off, and no memory is doubled)."""
     from ..training.checkpoint import Checkpoint, load_checkpoint
 
     if isinstance(source, Subject):
@@ -135,7 +137,7 @@ def prepare(source, device: str | torch.device = "cpu") -> Subject:
             input_size = (args.get("in_chans", input_size[0]), *input_size[1:])
         else:
             input_size = (3, 224, 224)
-        return Subject(model=without_inplace(source).to(device), name=name, task=task,
+        return Subject(model=without_inplace(source, copy_model).to(device), name=name, task=task,
                        classes=[str(i) for i in range(num_classes)], input_size=input_size,
                        mean=(0.0,) * input_size[0], std=(1.0,) * input_size[0], source=name)
     checkpoint = source if isinstance(source, Checkpoint) else load_checkpoint(source, device)
