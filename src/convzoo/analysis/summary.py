@@ -27,8 +27,8 @@ from torch import nn
 
 from ..errors import InputSizeError
 from ..registry import create_model, default_input_size, model_card
-from .receptive_field import TensorField
-from .trace import CallNode, trace_model
+from .receptive_field import TensorField, centre_size
+from .trace import CallNode, Trace, trace_model
 
 CONVENTIONS = ("all", "conv_linear")
 _MARKDOWN_HEADERS = ["layer", "type", "output (CxHxW)", "params", "MACs", "receptive field (px)", "jump (px)",
@@ -203,6 +203,15 @@ def summary(model_or_name: nn.Module | str, input_size: tuple[int, ...] | None =
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     if depth is not None and depth < 0:
         raise ValueError(f"depth must be 0 or more (or None for every row), got {depth}")
+    model, name, input_size, copy_model = resolve_model(model_or_name, input_size, caller="summary")
+    trace = trace_model(model, input_size, name=name, copy_model=copy_model)
+    return report_from_trace(trace, name, input_size, depth=depth, convention=convention)
+
+
+def resolve_model(model_or_name: nn.Module | str, input_size: tuple[int, ...] | None,
+                  caller: str = "summary") -> tuple[nn.Module, str, tuple[int, ...], bool]:
+    """What a trace needs: the model (a registered name is built on the meta device, owned by the caller:
+    `copy_model` False), its name, and the input size (given, else what its arguments or card decide)."""
     if isinstance(model_or_name, str):
         card = model_card(model_or_name)
         with torch.device("meta"):
@@ -211,16 +220,20 @@ def summary(model_or_name: nn.Module | str, input_size: tuple[int, ...] | None =
     elif isinstance(model_or_name, nn.Module):
         model, card, copy_model = model_or_name, getattr(model_or_name, "card", None), True
     else:
-        raise TypeError(f"summary() takes an nn.Module or a registered model name, got {type(model_or_name).__name__}")
+        raise TypeError(f"{caller}() takes an nn.Module or a registered model name, "
+                        f"got {type(model_or_name).__name__}")
     name = card.name if card is not None else type(model).__name__
     model_args = getattr(model, "model_args", None)
     if input_size is None and card is not None and model_args:
         # What the network was built for: its arguments may decide the input (a NAS spec) or its channels.
         channels, height, width = default_input_size(card.name, model_args)
         input_size = (model_args.get("in_chans", channels), height, width)
-    input_size = _check_input_size(input_size, card, name)
+    return model, name, _check_input_size(input_size, card, name), copy_model
 
-    trace = trace_model(model, input_size, name=name, copy_model=copy_model)
+
+def report_from_trace(trace: Trace, name: str, input_size: tuple[int, ...], depth: int | None = None,
+                      convention: str = "all") -> SummaryReport:
+    """The report of a trace already run (the drawing traces once and keeps both)."""
     return SummaryReport(
         model_name=name,
         input_size=input_size,
@@ -279,18 +292,11 @@ def _row(node: CallNode, params: int, macs: int) -> LayerRow:
     return LayerRow(
         name=node.path, type=node.type_name, depth=node.depth, call=node.call_index,
         output_shape=shapes[0] if len(shapes) == 1 else shapes, params=params, macs=macs,
-        receptive_field=None if fld is None else tuple(_number(a.size_at(_centre(size, fld.spatial)))
-                                                       for a, size in zip(fld.axes, node.grid)),
+        receptive_field=None if fld is None else tuple(_number(size) for size in centre_size(fld, node.grid)),
         jump=None if fld is None else tuple(_number(a.jump) for a in fld.axes),
         start=None if fld is None else tuple(_number(a.start) for a in fld.axes),
         activations=node.activations,
     )
-
-
-def _centre(size: int, spatial: bool) -> int:
-    """The unit whose field a row reports: the centre one, so that fixed context (a squeeze-and-excitation
-    gate's view of the whole map) and the sliding window are measured where a probe would measure them."""
-    return (size - 1) // 2 if spatial else 0
 
 
 # -- formatting helpers -------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ segmentation), `output.py` writes PNGs, JSON and NPZ (docs/explain.md), `gallery
 """
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -92,3 +94,14 @@ def _stems(paths: Sequence[str | Path]) -> list[str]:
 
 __all__ = ["METHODS", "ExplainError", "Explanation", "LayerInfo", "LayerMap", "Subject", "explain", "prepare",
            "write"]
+
+
+class _CallableModule(types.ModuleType):
+    """`convzoo.explain(...)` is this package called: the function `explain`, while `convzoo.explain.cam`,
+    `convzoo.explain.gallery`... stay the package's modules (as `convzoo.draw`)."""
+
+    def __call__(self, *args, **kwargs) -> Explanation:
+        return explain(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -343,6 +343,9 @@ class NASNetwork(nn.Module):
             fh, fw = layer["filter_height"], layer["filter_width"]
             self.layers.append(ConvBnAct(chans, layer["num_filters"], (fh, fw), stride=layer["stride"],
                                          padding=(fh // 2, fw // 2)))
+        # The weights that read the image (several layers may): load_weights adapts each to other input channels.
+        self.image_input_weights = tuple(f"layers.{i}.0.weight" for i, inputs in enumerate(self.inputs)
+                                         if not inputs)
         self.fc = nn.Linear(sum(spec_layers[j]["num_filters"] for j in self.head_inputs), num_classes)
         self.min_input_size = spec_min_input_size(self.spec)
         # create_model records these in model_args in place of a spec path, so a checkpoint rebuilds the network
