@@ -123,7 +123,8 @@ def _cam(subject: Subject, batch: Tensor, info: LayerInfo, output: Tensor, targe
         if shaped.shape[1] != linear.in_features:
             break
         predicted = linear(shaped.mean(dim=(2, 3)))
-        if torch.allclose(predicted, logits, rtol=_HEAD_TOLERANCE, atol=_HEAD_TOLERANCE * float(logits.abs().max())):
+        tolerance = _HEAD_TOLERANCE * float(logits.abs().max())
+        if predicted.shape == logits.shape and torch.allclose(predicted, logits, rtol=_HEAD_TOLERANCE, atol=tolerance):
             weights = linear.weight.detach()
             return torch.stack([torch.einsum("k,khw->hw", weights[t.cls], shaped[t.image]) for t in targets]).cpu()
     raise ExplainError(f"cam needs the logits to be one linear layer ({last_linear}) on the global average of the "
