@@ -13,7 +13,7 @@ from rich.table import Table
 from .analysis import CONVENTIONS, summary
 from .analysis.compare import compare, complexity_chart
 from .argtypes import (ArgumentParser, add_device_argument, add_threads_argument, device, fraction, non_negative_float,
-                       non_negative_int, out_file, out_folder, positive_float, positive_int, unit_interval)
+                       non_negative_int, out_file, out_folder, port, positive_float, positive_int, unit_interval)
 from .errors import ConvzooError, DrawError, Interrupted, MemoryEstimateError, user_error_message
 from .registry import list_models, model_card
 from .runtime import use_threads
@@ -158,6 +158,21 @@ def _cmd_draw(args: argparse.Namespace) -> int:
     out = draw_to_file(args.source, out=args.out, force=args.force, input_size=args.input, depth=args.depth,
                        expand=args.expand, direction=args.direction)
     print(f"drawing written to {out}")
+    return 0
+
+
+def _cmd_explore(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .explore import build_site, serve
+
+    out = args.out or (tempfile.mkdtemp(prefix="convzoo-explore-") if args.serve else "explore")
+    site = build_site(args.items, out=out, progress=True, workers=args.workers)
+    print(f"explorer written to {site.index} ({len(site.networks)} networks, {len(site.runs)} runs, "
+          f"{site.files} files, {site.bytes / 2**20:.1f} MiB, {site.seconds:.1f} s); open it in a browser, no server "
+          f"needed")
+    if args.serve:
+        serve(site.out, port=args.port)
     return 0
 
 
@@ -880,6 +895,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace files that exist")
     p.add_argument("--course", action="store_true", help="write the course's figures (PNG and SVG) to --out DIR")
     p.set_defaults(run=_cmd_draw)
+
+    p = commands.add_parser("explore", help="write the explorer: one offline web page of the zoo, networks and runs")
+    p.add_argument("items", nargs="*", metavar="NAME|RUN_FOLDER",
+                   help="registered names, wildcards ('resnet*') or `convzoo train` run folders (none: every network)")
+    p.add_argument("--out", type=out_folder, default=None, metavar="DIR",
+                   help="the site's folder (default ./explore; with --serve, a temporary folder); open DIR/index.html")
+    p.add_argument("--serve", action="store_true", help="then serve it on http://127.0.0.1:PORT/ until Ctrl-C")
+    p.add_argument("--port", type=port, default=8000, metavar="N", help="the port for --serve (default 8000)")
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="processes drawing the networks (default: one per usable core for more than 8 networks)")
+    p.set_defaults(run=_cmd_explore)
 
     from .bench import add_bench_arguments
 
