@@ -3,7 +3,7 @@ its maps have the image's size. The networks are built cheaply: the large ones o
 seeded weights (1/sqrt(fan-in) scale) without torch's initialisers; batch norm is calibrated on 32 random
 images so that no untrained activation overflows. Score-CAM (one forward pass per channel) looks at the stage
 with the fewest channels. CAM must refuse exactly the networks whose head is not global average pooling + one
-linear layer (they flatten a grid into fully connected layers)."""
+linear layer on a module's map (they flatten a grid into fully connected layers, or pool a concatenation)."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,12 +15,14 @@ import convzoo
 from convzoo.explain import METHODS, ExplainError, explain, prepare
 
 CLASSIFIERS = convzoo.list_models(task="classification")
-FLATTENING_HEADS = {"alexnet", "zfnet", "vgg", "lenet"}  # families whose classifier reads a flattened grid
+# CAM's refusals: these classifiers read a flattened grid; nas pools a concatenation its forward makes (no module's
+# output is the averaged map).
+NOT_CAM = {"alexnet", "zfnet", "vgg", "lenet", "nas"}
 # Built with torch's initialisers below this many parameters; above, on the meta device and filled from a pool.
 _REAL_INIT_BELOW = 2_000_000
 _POOL = 1 << 16
 # Forward and backward passes of the largest networks take longest: marked slow (they still run in CI).
-SLOW = {name for name in CLASSIFIERS if convzoo.model_card(name).params > 40_000_000
+SLOW = {name for name in CLASSIFIERS if convzoo.model_card(name).params > 5_000_000
         or convzoo.model_card(name).min_input_size[0] > 100 or name in ("resnet1202", "preact_resnet1001")}
 
 
@@ -76,7 +78,7 @@ def test_every_method_runs_on_every_classifier(name):
             results[method] = explain(subject, batch, method, layer=layer, **options)
         except ExplainError as err:
             assert method == "cam" and "use gradcam" in str(err), f"{method}: {err}"
-    assert ("cam" not in results) == (convzoo.model_card(name).family in FLATTENING_HEADS)
+    assert ("cam" not in results) == (convzoo.model_card(name).family in NOT_CAM)
     for method, result in results.items():
         for key, array in result.arrays.items():
             assert np.isfinite(array).all(), f"{method} {key} of {name} is not finite"
@@ -85,3 +87,24 @@ def test_every_method_runs_on_every_classifier(name):
         assert maps.shape == (1, size[1], size[2])
     assert results["erf"].numbers["gradient_inside_box"] == pytest.approx(1.0)
     assert [entry["layer"]["layer"] for entry in results["feature-maps"].numbers["maps"]] == layers.stages
+
+
+@pytest.mark.parametrize("name", ["unet_padded", pytest.param("deeplabv3_resnet50", marks=pytest.mark.slow)])
+def test_segmentation_networks_are_explained_per_predicted_class(name):
+    size = (3 if name != "unet_padded" else 1, 32, 32)
+    batch = torch.randn(1, *size)
+    subject = prepare(cheap_model(name, size), copy_model=False)
+    layers = subject.layers(size)
+    gradcam = explain(subject, batch, "gradcam")
+    predicted = subject.model(batch).argmax(dim=1)[0]
+    classes = [entry["class_index"] for entry in gradcam.numbers["targets"]]
+    assert set(classes) <= set(predicted.unique().tolist()) and len(classes) == min(4, predicted.unique().numel())
+    assert [entry["region_pixels"] for entry in gradcam.numbers["targets"]] == \
+        [int((predicted == c).sum()) for c in classes]
+    assert gradcam.numbers["layer"]["layer"] == layers.target and gradcam.arrays["maps"].shape == (len(classes), 32, 32)
+    occlusion = explain(subject, batch, "occlusion", window=8, stride=8)
+    assert occlusion.arrays["probability_maps"].shape == (len(classes), 4, 4)
+    for result in (gradcam, occlusion, explain(subject, batch, "erf"), explain(subject, batch, "feature-maps")):
+        assert all(np.isfinite(array).all() for array in result.arrays.values())
+    with pytest.raises(ExplainError, match="use gradcam"):
+        explain(subject, batch, "cam")

@@ -11,7 +11,8 @@ CAM (Zhou et al. 2016) is computed here: it weights the map that the network ave
 last map a layer with parameters makes, layers.py) by the classifier's weights, and that map need not be any module's output (DenseNet applies a functional ReLU between
 `features` and the pooling). So CAM checks, on the image itself, that the logits are the last linear layer
 applied to the global average of the target map (or of its ReLU), and refuses networks whose head is not
-(VGG, AlexNet, ZFNet and LeNet-5 flatten a grid into fully connected layers): Grad-CAM generalises it there.
+(VGG, AlexNet, ZFNet and LeNet-5 flatten a grid into fully connected layers; `nas` pools a concatenation its
+forward makes): Grad-CAM generalises it there.
 
 Maps are kept raw (the JSON and NPZ hold the numbers before any scaling); pictures scale each map to its own
 range. Score-CAM runs the network once per channel of the target layer (in batches), so it costs channels x
