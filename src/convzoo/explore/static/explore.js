@@ -657,7 +657,9 @@ function explainSection(run) {
   const grid = el("div", { id: "explain-pictures" });
   function render() {
     const chosen = chooser.value;
-    grid.replaceChildren(...gallery.methods.map((m) => {
+    const index = +String(chosen).replace("test", "");
+    const seen = run.thumbnails && run.thumbnails[index] ? el("div", { class: "thumbs" }, thumb(run, index)) : null;  // the image as the network saw it
+    grid.replaceChildren(...[seen].filter(Boolean), ...gallery.methods.map((m) => {
       const pictures = m.pictures.filter((p) => p.image === chosen || p.image === null);
       if (!pictures.length) return null;
       return el("section", {}, el("h3", {}, m.method), el("div", { class: "explain-grid" }, pictures.map((p) =>
