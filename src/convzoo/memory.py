@@ -2,8 +2,8 @@
 with what the machine has available. A command that would not fit stops at once, with one message: the
 estimate, the memory available, and the largest batch or input size that fits (`--force` runs it anyway).
 
-    estimate = training_memory(MemoryPlan(...)).check(force=False)   # raises MemoryEstimateError if too large
-    estimate.total, estimate.to_dict(), estimate.text()
+    estimate = training_guard(TrainingPlan("unet_padded", {}, (1, 64, 64), batch_size=16)).check(force=False)
+    estimate.total, estimate.to_dict(), estimate.text()   # over the limit: MemoryEstimateError (`fixes`: what fits)
 
 The estimate, in bytes, is a baseline plus the largest of the command's phases:
 
