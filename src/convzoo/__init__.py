@@ -6,9 +6,11 @@
     convzoo.model_card("alexnet")
     convzoo.summary("resnet50").to_markdown()
 """
+from . import models  # noqa: F401  (importing the families registers every network)
 from .analysis import summary
 from .deploy import optimize_for_inference
 from .errors import ConvzooError, InputSizeError, UnknownModelError, WeightsError
+from .protocol import Classifier, ConvzooModel, FeatureInfo, FeatureInfoList
 from .registry import ModelCard, Paper, create_model, list_models, model_card, register_model
 from .models.segmentation.convolutionalize import convolutionalize
 from .weights import load_weights, save_weights
@@ -17,7 +19,7 @@ from .export import export
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConvzooError", "InputSizeError", "ModelCard", "Paper", "UnknownModelError", "WeightsError",
+    "Classifier", "ConvzooError", "ConvzooModel", "FeatureInfo", "FeatureInfoList", "InputSizeError", "ModelCard", "Paper", "UnknownModelError", "WeightsError",
     "convolutionalize", "create_model", "export", "list_models", "load_weights", "model_card",
     "optimize_for_inference", "register_model", "save_weights", "summary",
 ]

@@ -33,6 +33,7 @@ from torch import nn
 
 from .errors import ConvzooError
 from .io import atomic_write_text
+from .protocol import card_of, model_args_of
 
 
 class ExportError(ConvzooError, ValueError):
@@ -55,7 +56,7 @@ def _source_model(source: nn.Module | str | Path, model_kwargs: dict[str, Any]) 
         if model_kwargs:
             raise ValueError("model arguments apply to a registered name, not to a model already built")
         model = getattr(source, "_orig_mod", source)  # torch.compile's wrapper holds the module
-        return model, {"model": getattr(model, "model_args", {"class": type(model).__name__})}
+        return model, {"model": model_args_of(model) or {"class": type(model).__name__}}
     path = Path(source)
     if path.is_dir() or path.suffix == ".safetensors" or path.exists():
         if model_kwargs:
@@ -76,7 +77,7 @@ def _input_size(model: nn.Module, described: dict, input_size: tuple[int, ...] |
     if input_size is None:
         input_size = described.get("input_size")
     if input_size is None:
-        card = getattr(model, "card", None)
+        card = card_of(model)
         if card is None:
             raise ValueError("give input_size=(C, H, W): the model has no card to take its input size from")
         input_size = card.input_size

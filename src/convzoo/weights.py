@@ -19,6 +19,7 @@ from torch import nn
 
 from .errors import WeightsError, WeightsFileNotFoundError
 from .io import atomic_write_bytes
+from .protocol import Classifier, ConvzooModel, card_of, model_args_of
 
 # Checkpoint wrappers written by common training scripts: {"state_dict": ...}, {"model": ...}, ...
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
@@ -106,10 +107,10 @@ def _is_tensor_dict(obj: Mapping) -> bool:
 
 
 def _num_classes(model: nn.Module) -> int | None:
-    args = getattr(model, "model_args", None)
+    args = model_args_of(model)
     if args and "num_classes" in args:
         return args["num_classes"]
-    return getattr(model, "num_classes", None)
+    return model.num_classes if isinstance(model, Classifier) else None
 
 
 def _adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
@@ -126,9 +127,8 @@ def fit_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[di
     """Match a state dict to a model: remap legacy keys, drop a classifier of another size, adapt the first
     conv to other input channels. Returns the fitted dict, what was done, and what still does not fit."""
     report = LoadReport()
-    remap = getattr(model, "remap_state_dict", None)
-    if callable(remap):
-        remapped = remap(state)
+    if isinstance(model, ConvzooModel):
+        remapped = model.remap_state_dict(state)
         report.remapped_keys = len(set(remapped) - set(state))
         state = remapped
     expected = model.state_dict()
@@ -190,7 +190,7 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> Loa
     fitted, report, problems = fit_state_dict(model, state)
     if problems["mismatched"] or (strict and (problems["missing"] or problems["unexpected"])):
         lines = [f"{str(path)!r} does not fit {type(model).__name__}"
-                 + (f" ({model.card.name})" if hasattr(model, "card") else "") + ":"]
+                 + (f" ({card_of(model).name})" if card_of(model) else "") + ":"]
         if problems["missing"]:
             lines.append(f"  missing keys ({len(problems['missing'])}): {_shorten(problems['missing'])}")
         if problems["unexpected"]:
@@ -198,7 +198,7 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> Loa
         if problems["mismatched"]:
             shapes = [f"{k} file {a} vs model {b}" for k, (a, b) in problems["mismatched"].items()]
             lines.append(f"  mis-shaped keys ({len(shapes)}): {_shorten(shapes)}")
-        card = getattr(model, "card", None)
+        card = card_of(model)
         fits = _networks_that_fit(state, card.task if card else None)
         if fits:
             lines.append(f"  the file fits: {', '.join(fits)} (create that network with convzoo.create_model)")
@@ -224,6 +224,6 @@ def save_weights(model: nn.Module, path: str | Path, metadata: Mapping[str, str]
         seen.add(tensor.untyped_storage().data_ptr())
         tensors[key] = tensor
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-    if hasattr(model, "model_args"):
-        meta.setdefault("convzoo", json.dumps({"model": model.model_args}, default=str))
+    if model_args_of(model):
+        meta.setdefault("convzoo", json.dumps({"model": model_args_of(model)}, default=str))
     return atomic_write_bytes(path, save(tensors, metadata=meta))

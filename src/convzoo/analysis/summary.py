@@ -26,6 +26,7 @@ from rich.text import Text
 from torch import nn
 
 from ..errors import InputSizeError
+from ..protocol import card_of, model_args_of
 from ..registry import create_model, default_input_size, model_card
 from .receptive_field import TensorField
 from .trace import CallNode, trace_model
@@ -209,11 +210,11 @@ def summary(model_or_name: nn.Module | str, input_size: tuple[int, ...] | None =
             model = create_model(card.name)
         copy_model = False
     elif isinstance(model_or_name, nn.Module):
-        model, card, copy_model = model_or_name, getattr(model_or_name, "card", None), True
+        model, card, copy_model = model_or_name, card_of(model_or_name), True
     else:
         raise TypeError(f"summary() takes an nn.Module or a registered model name, got {type(model_or_name).__name__}")
     name = card.name if card is not None else type(model).__name__
-    model_args = getattr(model, "model_args", None)
+    model_args = model_args_of(model)
     if input_size is None and card is not None and model_args:
         # What the network was built for: its arguments may decide the input (a NAS spec) or its channels.
         channels, height, width = default_input_size(card.name, model_args)

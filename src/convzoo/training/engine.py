@@ -188,7 +188,7 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
         _check_input_fits(network, card.name, input_size)
         network = network.to(ctx.device)
         task = build_task(task_name, data.classes, config.label_smoothing,
-                          aux_weight=getattr(network, "aux_weight", 0.0))
+                          aux_weight=network.aux_weight)
         speed = _speed_choice(network, task, train_loader, config, state, ctx)
         memory_format = torch.channels_last if speed.channels_last else torch.contiguous_format
         network = network.to(memory_format=memory_format)
@@ -390,7 +390,7 @@ def _sync_buffers(network: nn.Module, ctx: distributed.Distributed) -> None:
 
 
 def _check_input_fits(network: nn.Module, name: str, input_size: tuple[int, int, int]) -> None:
-    smallest = getattr(network, "min_input_size", model_card(name).min_input_size)
+    smallest = network.min_input_size or model_card(name).min_input_size
     if input_size[1] < smallest[0] or input_size[2] < smallest[1]:
         raise InputSizeError(f"{name} needs inputs of at least {smallest[0]}x{smallest[1]}; --input-size "
                              f"{input_size[1]}x{input_size[2]} is smaller")

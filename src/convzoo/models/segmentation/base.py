@@ -11,10 +11,13 @@ from __future__ import annotations
 from typing import Callable, Sequence, Union
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import apply_multi_grid, create_backbone
+from ..features import apply_multi_grid
+from ..network import Network
+from .backbones import create_backbone
 
 SegmentationOutput = Union[Tensor, dict[str, Tensor]]
 
@@ -40,6 +43,18 @@ def upsample_to(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def crop_to(x: Tensor, reference: Tensor) -> Tensor:
+    """The top-left corner of `x` of `reference`'s height and width: undoes pad_to_multiple."""
+    return x[..., :reference.shape[-2], :reference.shape[-1]]
+
+
+# Leaves for torch.fx: these read sizes off tensors, which a symbolic trace cannot; traced networks call
+# them as single nodes, so torch.fx (and torchvision's create_feature_extractor) can trace every network.
+torch.fx.wrap("pad_to_multiple")
+torch.fx.wrap("upsample_to")
+torch.fx.wrap("crop_to")
+
+
 def segmentation_output(out: Tensor, aux: Tensor | None, training: bool) -> SegmentationOutput:
     """The logits alone, or {"out", "aux"} while training a network that has an auxiliary head."""
     if training and aux is not None:
@@ -47,7 +62,7 @@ def segmentation_output(out: Tensor, aux: Tensor | None, training: bool) -> Segm
     return out
 
 
-class SegmentationModel(nn.Module):
+class SegmentationModel(Network):
     """An encoder, a classifier on its last feature map, and optionally an auxiliary classifier on the one
     before: torchvision's _SimpleSegmentationModel layout (`backbone`, `classifier`, `aux_classifier`), so
     its checkpoints load with strict=True. Both predictions are bilinearly upsampled to the input's size.
