@@ -102,6 +102,20 @@ def children_of(network: nn.Module, attribute: str) -> list[str]:
     return [f"{attribute}.{name}" for name, _ in network.get_submodule(attribute).named_children()]
 
 
+class SequentialBody:
+    """For a family whose body is its `features` Sequential (VGG, AlexNet, MobileNet, DenseNet): the body is
+    `features`, and the stages are its children cut where the resolution drops (`stages_by_reduction`).
+    `body_final_relu` marks a ReLU the family applies after `features` (DenseNet's)."""
+
+    body_final_relu = False
+
+    def feature_stages(self) -> list[Stage]:
+        return stages_by_reduction(self, children_of(self, "features"), self.in_chans, self.body_final_relu)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+
 def _blocks(module: nn.Module) -> Iterator[nn.Module]:
     """The blocks of a step in execution order: Sequentials are opened, anything else is one block."""
     if isinstance(module, nn.Sequential):

@@ -14,9 +14,8 @@ from typing import Sequence, Union
 from torch import Tensor, nn
 
 from ...layers.lrn import LocalResponseNorm
-from ...protocol import Stage
 from ...registry import Paper, register_model
-from ..features import children_of, stages_by_reduction
+from ..features import SequentialBody
 from ..network import ClassifierNetwork, resolve_drop_rate
 
 ALEXNET_PAPER = Paper(
@@ -114,7 +113,7 @@ def make_features(layers: Sequence[LayerSpec], in_chans: int) -> tuple[nn.Sequen
     return nn.Sequential(*modules), chans
 
 
-class FeaturesAndMLP(ClassifierNetwork):
+class FeaturesAndMLP(SequentialBody, ClassifierNetwork):
     """What AlexNet, ZFNet, torchvision's AlexNet and VGG share: a `features` stack, an adaptive pool to a
     grid (6x6 here, 7x7 for VGG) and a three-layer `classifier` whose last layer is the final classifier. timm's arguments: `drop_rate` is the
     classifier's `dropout`; `global_pool` pools the 6x6 grid by "avg", "max" or "avgmax"; num_classes=0
@@ -123,12 +122,6 @@ class FeaturesAndMLP(ClassifierNetwork):
     classifier_path = "classifier.6"
     pool_kinds = ("avg", "max", "avgmax")
     pool_output_size = POOLED_SIZE
-
-    def feature_stages(self) -> list[Stage]:
-        return stages_by_reduction(self, children_of(self, "features"), self.in_chans)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.features(x)
 
     def head_modules(self) -> list[nn.Module]:
         return list(self.classifier)

@@ -17,9 +17,8 @@ from torch import Tensor, nn
 
 from ...layers.conv import conv3x3
 from ...layers.dense import DenseBlock, Transition
-from ...protocol import Stage
 from ...registry import Paper, register_model
-from ..features import children_of, stages_by_reduction
+from ..features import SequentialBody
 from ..network import ClassifierNetwork
 
 PAPER = Paper(
@@ -37,7 +36,7 @@ STEMS = ("imagenet", "cifar")
 _LEGACY_DENSE_LAYER_KEY = re.compile(r"(denselayer\d+\.(?:norm|conv))\.([12])\.")
 
 
-class DenseNet(ClassifierNetwork):
+class DenseNet(SequentialBody, ClassifierNetwork):
     """DenseNet-BC: a stem, dense blocks of `block_config[i]` layers joined by compressing transitions,
     then BN-ReLU, global average pooling and one linear classifier.
 
@@ -49,6 +48,7 @@ class DenseNet(ClassifierNetwork):
     timm's global_pool applies."""
 
     classifier_path = "classifier"
+    body_final_relu = True
 
     def __init__(self, growth_rate: int = 32, block_config: Sequence[int] = (6, 12, 24, 16),
                  num_init_features: int = 64, bn_size: int = 4, compression: float = 0.5,
@@ -97,9 +97,6 @@ class DenseNet(ClassifierNetwork):
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
-
-    def feature_stages(self) -> list[Stage]:
-        return stages_by_reduction(self, children_of(self, "features"), self.in_chans, final_relu=True)
 
     def forward_features(self, x: Tensor) -> Tensor:
         # The last norm sits in `features`, its ReLU does not (torchvision's layout).

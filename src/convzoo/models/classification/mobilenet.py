@@ -14,9 +14,8 @@ from torch import Tensor, nn
 from ...layers.conv import ConvBnAct, DepthwiseSeparableConv
 from ...layers.init import init_he_fan_out_
 from ...layers.inverted_residual import InvertedResidual
-from ...protocol import Stage
 from ...registry import Paper, register_model
-from ..features import children_of, stages_by_reduction
+from ..features import SequentialBody
 from ..network import ClassifierNetwork, resolve_drop_rate
 
 MOBILENET_V1_PAPER = Paper(
@@ -64,7 +63,7 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return rounded
 
 
-class MobileNetV1(ClassifierNetwork):
+class MobileNetV1(SequentialBody, ClassifierNetwork):
     """MobileNet v1: a 3x3 stem conv, 13 depthwise separable layers, global average pool, one FC layer.
 
     `alpha` is the paper's width multiplier: every layer gets int(alpha * channels) channels, at least 8
@@ -97,12 +96,6 @@ class MobileNetV1(ClassifierNetwork):
         self.classifier = self._new_classifier(num_classes)
         init_he_fan_out_(self)
 
-    def feature_stages(self) -> list[Stage]:
-        return stages_by_reduction(self, children_of(self, "features"), self.in_chans)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.features(x)
-
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.avgpool(x)
         x = x.flatten(1) if self.global_pool != "" else x
@@ -111,7 +104,7 @@ class MobileNetV1(ClassifierNetwork):
         return x if pre_logits else self.classifier(x)
 
 
-class MobileNetV2(ClassifierNetwork):
+class MobileNetV2(SequentialBody, ClassifierNetwork):
     """MobileNetV2 in torchvision's layout: `features` = [ConvBnAct stem, 17 InvertedResidual blocks,
     1x1 ConvBnAct to 1280], global average pool, `classifier` = [Dropout(0.2), Linear].
 
@@ -146,12 +139,6 @@ class MobileNetV2(ClassifierNetwork):
         self.avgpool = self._pool()
         self.classifier = nn.Sequential(nn.Dropout(dropout), self._new_classifier(num_classes))
         init_he_fan_out_(self)
-
-    def feature_stages(self) -> list[Stage]:
-        return stages_by_reduction(self, children_of(self, "features"), self.in_chans)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.features(x)
 
     def head_modules(self) -> list[nn.Module]:
         return list(self.classifier)
