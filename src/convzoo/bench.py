@@ -39,6 +39,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .protocol import main_output
 from .training.speed import processor_name
 
 MODES = ("inference", "training")
@@ -149,7 +150,7 @@ def _step(model: nn.Module, mode: str, images: torch.Tensor, labels: torch.Tenso
 
     def train_step() -> object:
         optimizer.zero_grad(set_to_none=True)
-        output = model(images)
+        output = main_output(model(images))
         if output.dim() == 4:  # segmentation: a label per pixel
             output = output.mean(dim=(2, 3))
         loss = nn.functional.cross_entropy(output, labels)

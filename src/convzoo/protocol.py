@@ -130,6 +130,12 @@ class Classifier(ConvzooModel, Protocol):
                               intermediates_only: bool = False) -> list[Tensor] | tuple[Tensor, list[Tensor]]: ...
 
 
+def main_output(outputs: Tensor | Mapping[str, Tensor]) -> Tensor:
+    """The prediction in a network's output: a segmentation network's {"out", "aux"} gives "out" (torchvision's
+    contract, in every mode), a classifier's tensor is itself."""
+    return outputs["out"] if isinstance(outputs, Mapping) else outputs
+
+
 def card_of(model: nn.Module) -> ModelCard | None:
     """The card of a convzoo network, None for any other module (a user's own, torchvision's)."""
     return model.card if isinstance(model, ConvzooModel) else None

@@ -209,6 +209,33 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> Loa
     return report
 
 
+# The weights file a run folder is taken for, first found first.
+_RUN_FOLDER_FILES = ("best.safetensors", "last.safetensors")
+
+
+def described_model_args(path: str | Path) -> dict | None:
+    """The network a weights file names (the "model" arguments save_weights and `convzoo train` record:
+    {"name", "num_classes", "in_chans", ...}), or None for a file that names none. A run folder stands for its
+    best.safetensors. Reads the safetensors header only."""
+    path = Path(path)
+    if path.is_dir():
+        path = next((path / f for f in _RUN_FOLDER_FILES if (path / f).is_file()), path / _RUN_FOLDER_FILES[0])
+    if not path.exists():
+        raise WeightsFileNotFoundError(f"weights file {str(path)!r} does not exist")
+    if not _is_safetensors(path):
+        return None
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        described = json.loads(metadata.get("convzoo", "{}"))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise WeightsError(f"{str(path)!r} is not a readable safetensors file (truncated or corrupt?): {err}") from err
+    model = described.get("model") if isinstance(described, dict) else None
+    return dict(model) if isinstance(model, dict) and isinstance(model.get("name"), str) else None
+
+
 def save_weights(model: nn.Module, path: str | Path, metadata: Mapping[str, str] | None = None) -> Path:
     """Save the model's state dict as safetensors, atomically. The network's name and arguments (when it came
     from create_model) go into the file's metadata under "convzoo", so the file says what it holds."""

@@ -8,7 +8,8 @@ Outputs are compared on real tensors (seeded) for the networks small enough to r
 are built on the meta device, where the same checks compare shapes."""
 from __future__ import annotations
 
-import math
+import copy
+import functools
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ import torch.fx
 import torch.nn.functional as F
 
 import convzoo
+from convzoo.models.features import FeatureExtractor
 from convzoo.protocol import Classifier, ConvzooModel
 
 ALL = convzoo.list_models()
@@ -31,6 +33,7 @@ def is_real(name: str) -> bool:
 
 def build(name: str, real: bool, **kwargs) -> torch.nn.Module:
     if real:
+        torch.manual_seed(0)
         return convzoo.create_model(name, **kwargs).eval()
     with torch.device("meta"):
         return convzoo.create_model(name, **kwargs).eval()
@@ -58,88 +61,6 @@ def assert_same(actual, expected, real: bool):
         torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_every_registered_network_implements_the_protocol():
-    for name in ALL:
-        with torch.device("meta"):
-            model = convzoo.create_model(name)
-        assert isinstance(model, ConvzooModel), name
-        assert isinstance(model, Classifier) == (convzoo.model_card(name).task == "classification"), name
-
-
-@pytest.mark.parametrize("name", CLASSIFIERS)
-def test_forward_features_then_forward_head_is_the_forward(name):
-    real = is_real(name)
-    model = build(name, real, num_classes=7)
-    x = sample(name, real)
-    with torch.no_grad():
-        features = model.forward_features(x)
-        assert features.dim() == 4 and features.shape[1] == model.feature_info.channels(-1)
-        assert_same(model.forward_head(features), model(x), real)
-        pre_logits = model.forward_head(features, pre_logits=True)
-    assert tuple(pre_logits.shape) == (2, model.num_features)
-
-
-@pytest.mark.parametrize("name", CLASSIFIERS)
-def test_reset_classifier_gives_the_new_shape_and_keeps_the_body(name):
-    real = is_real(name)
-    model = build(name, real)
-    body = {k: v.clone() for k, v in model.state_dict().items()
-            if not k.startswith(model.classifier_path + ".")}
-    x = sample(name, real)
-    with torch.no_grad():
-        before = model.forward_features(x)
-        model.reset_classifier(5)
-        assert tuple(model(x).shape) == (2, 5)
-        assert_same(model.forward_features(x), before, real)
-        model.reset_classifier(0)
-        assert tuple(model(x).shape) == (2, model.num_features)
-    assert isinstance(model.get_classifier(), torch.nn.Identity)
-    after = model.state_dict()
-    assert set(body) <= set(after)
-    if real:
-        assert all(torch.equal(after[k], v) for k, v in body.items())
-
-
-@pytest.mark.parametrize("name", CLASSIFIERS)
-def test_num_classes_zero_returns_the_pooled_features(name):
-    model = build(name, real=False, num_classes=0)
-    out = model(sample(name, real=False))
-    assert tuple(out.shape) == (2, model.num_features)
-    assert not any(k.startswith(model.classifier_path + ".") for k in model.state_dict())
-
-
-@pytest.mark.parametrize("name", CLASSIFIERS)
-def test_feature_info_matches_the_features_only_outputs(name):
-    """Channels equal, and each stage's map grows by exactly step/reduction pixels when the input grows by a
-    step that every stride divides: the reduction, also for networks whose unpadded convolutions shrink."""
-    model = build(name, real=False)
-    info = model.feature_info
-    step = max(info.reduction())
-    card = convzoo.model_card(name)
-    size = max(card.min_input_size[0], 2 * step, 64 if name != "googlenet" else card.input_size[1])
-    extractor = build(name, real=False, features_only=True)
-    assert [i.module for i in extractor.feature_info] == info.module_name()
-    small = extractor(sample(name, False, size=(size, size)))
-    large = extractor(sample(name, False, size=(size + step, size + step)))
-    assert [f.shape[1] for f in small] == info.channels()
-    for a, b, reduction in zip(small, large, info.reduction()):
-        assert b.shape[-1] - a.shape[-1] == step // reduction
-    # forward_intermediates returns the same maps and ends where forward_features ends.
-    final, intermediates = model.forward_intermediates(sample(name, False, size=(size, size)))
-    assert [t.shape for t in intermediates] == [t.shape for t in small]
-    assert final.shape == model.forward_features(sample(name, False, size=(size, size))).shape
-
-
-@pytest.mark.parametrize("name", ALL)
-def test_fx_symbolic_trace_equals_eager(name):
-    real = is_real(name)
-    model = build(name, real)
-    traced = torch.fx.symbolic_trace(model)
-    x = sample(name, real)
-    with torch.no_grad():
-        assert_same(traced(x), model(x), real)
-
-
 class ScopeTracer(torch.fx.Tracer):
     """torchvision's node naming, with torch.fx alone: a module call's output node is named by the module's
     path, with _1, _2 ... for its later calls (a shared ReLU)."""
@@ -160,38 +81,141 @@ class ScopeTracer(torch.fx.Tracer):
 
 
 def create_feature_extractor(model: torch.nn.Module, return_nodes: dict[str, str]) -> torch.fx.GraphModule:
-    """torchvision's recipe: trace, point the graph's output at the named nodes (a dict), drop the rest."""
+    """torchvision's recipe: trace, point the graph's output at the named nodes (a dict; "output" names the
+    network's own output), drop the rest."""
     tracer = ScopeTracer()
     graph = tracer.trace(model)
     output = next(node for node in graph.nodes if node.op == "output")
+    tracer.outputs["output"] = output.args[0]
     with graph.inserting_before(output):
-        new_output = graph.output({key: tracer.outputs[node] for node, key in return_nodes.items()})
+        graph.output({key: tracer.outputs[node] for node, key in return_nodes.items()})
     graph.erase_node(output)
-    graph.eliminate_dead_code()
-    del new_output
-    return torch.fx.GraphModule(tracer.root, graph)
+    module = torch.fx.GraphModule(tracer.root, graph)
+    module.graph.eliminate_dead_code()
+    module.recompile()
+    return module
 
 
-@pytest.mark.parametrize("name", CLASSIFIERS)
-def test_fx_feature_extractor_returns_the_declared_stages(name):
-    real = is_real(name)
-    model = build(name, real)
-    stages = model.feature_stages()
+def stage_nodes(model: torch.nn.Module) -> dict[str, str]:
+    """The node names of the declared stages' outputs: the k-th call of a module is its k-th step."""
     calls: dict[str, int] = {}
-    return_nodes = {}
-    for index, stage in enumerate(stages):
+    nodes = {}
+    for index, stage in enumerate(model.feature_stages()):
         for step in stage.steps:
             calls[step] = calls.get(step, 0) + 1
         count = calls[stage.module]
-        return_nodes[stage.module if count == 1 else f"{stage.module}_{count - 1}"] = f"stage{index}"
-    extractor = create_feature_extractor(model, return_nodes)
-    x = sample(name, real)
+        nodes[stage.module if count == 1 else f"{stage.module}_{count - 1}"] = f"stage{index}"
+    return nodes
+
+
+class Sweep:
+    """One network's runs, made once and shared by the checks below (four passes through a classifier's body:
+    forward_intermediates, the eager forward, the features_only extractor one step larger, the fx graph)."""
+
+    def __init__(self, name: str):
+        self.name, self.real = name, is_real(name)
+        self.model = build(name, self.real)
+        self.classifier = isinstance(self.model, Classifier)
+        self.x = sample(name, self.real)
+        with torch.no_grad():
+            self.output = self.model(self.x)
+            nodes = {"output": "output"}
+            if self.classifier:
+                self.features, self.intermediates = self.model.forward_intermediates(self.x)
+                nodes.update(stage_nodes(self.model))
+            self.graph_outputs = create_feature_extractor(self.model, nodes)(self.x)
+
+
+@functools.lru_cache(maxsize=None)
+def sweep(name: str) -> Sweep:
+    return Sweep(name)
+
+
+# Each network's checks share its Sweep: with pytest-xdist they run in one worker (--dist loadgroup).
+def by_network(names):
+    return [pytest.param(n, marks=pytest.mark.xdist_group(n)) for n in names]
+
+
+@pytest.mark.parametrize("name", by_network(ALL))
+def test_the_network_implements_the_protocol(name):
+    model = sweep(name).model
+    assert isinstance(model, ConvzooModel)
+    assert isinstance(model, Classifier) == (convzoo.model_card(name).task == "classification")
+
+
+@pytest.mark.parametrize("name", by_network(CLASSIFIERS))
+def test_forward_features_then_forward_head_is_the_forward(name):
+    run = sweep(name)
+    model = run.model
+    assert run.features.dim() == 4 and run.features.shape[1] == model.feature_info.channels(-1)
     with torch.no_grad():
-        got = extractor(x)
-        _, expected = model.forward_intermediates(x)
+        assert_same(model.forward_head(run.features), run.output, run.real)
+        pre_logits = model.forward_head(run.features, pre_logits=True)
+    assert tuple(pre_logits.shape) == (2, model.num_features)
+
+
+@pytest.mark.parametrize("name", by_network(CLASSIFIERS))
+def test_reset_classifier_gives_the_new_shape_and_keeps_the_body(name):
+    run = sweep(name)
+    model = copy.deepcopy(run.model)
+    head = model.classifier_path + "."
+    body = {k: v for k, v in model.state_dict(keep_vars=True).items() if not k.startswith(head)}
+    with torch.no_grad():
+        model.reset_classifier(5)
+        assert tuple(model.forward_head(run.features).shape) == (2, 5)
+        model.reset_classifier(0)
+        assert tuple(model.forward_head(run.features).shape) == (2, model.num_features)
+    assert isinstance(model.get_classifier(), torch.nn.Identity)
+    # The body's parameters and buffers are the very same tensors: nothing but the head was rebuilt.
+    after = model.state_dict(keep_vars=True)
+    assert all(after[k] is v for k, v in body.items())
+
+
+@pytest.mark.parametrize("name", by_network(CLASSIFIERS))
+def test_num_classes_zero_returns_the_pooled_features(name):
+    run = sweep(name)
+    with torch.device("meta"):
+        model = convzoo.create_model(name, num_classes=0).eval()
+    assert not any(k.startswith(model.classifier_path + ".") for k in model.state_dict())
+    assert tuple(model.forward_head(run.features.to("meta")).shape) == (2, model.num_features)
+    assert model.num_features == run.model.num_features
+
+
+@pytest.mark.parametrize("name", by_network(CLASSIFIERS))
+def test_feature_info_matches_the_features_only_outputs(name):
+    """Channels equal, and each stage's map grows by exactly step/reduction pixels when the input grows by a
+    step that every stride divides: the reduction, also for networks whose unpadded convolutions shrink."""
+    run = sweep(name)
+    info = run.model.feature_info
+    step = max(info.reduction())
+    # features_only's extractor, built directly: create_model would also search its smallest input.
+    extractor = FeatureExtractor(run.model)
+    assert [i.module for i in extractor.feature_info] == info.module_name()
+    assert extractor.channels == tuple(info.channels()) and extractor.reductions == tuple(info.reduction())
+    size = tuple(run.x.shape[-2:])
+    with torch.no_grad():
+        larger = extractor(sample(name, run.real, size=(size[0] + step, size[1] + step)))
+    assert [f.shape[1] for f in larger] == [f.shape[1] for f in run.intermediates] == info.channels()
+    for small, large, reduction in zip(run.intermediates, larger, info.reduction()):
+        assert large.shape[-1] - small.shape[-1] == step // reduction
+        assert large.shape[-2] - small.shape[-2] == step // reduction
+    assert run.features.shape == run.intermediates[-1].shape  # forward_features ends at the last stage
+
+
+@pytest.mark.parametrize("name", by_network(ALL))
+def test_fx_symbolic_trace_equals_eager(name):
+    run = sweep(name)
+    assert_same(run.graph_outputs["output"], run.output, run.real)
+
+
+@pytest.mark.parametrize("name", by_network(CLASSIFIERS))
+def test_fx_feature_extractor_returns_the_declared_stages(name):
+    run = sweep(name)
+    stages = run.model.feature_stages()
+    got = {k: v for k, v in run.graph_outputs.items() if k != "output"}
     assert list(got) == [f"stage{i}" for i in range(len(stages))]
-    for stage, key, want in zip(stages, got, expected):
-        assert_same(F.relu(got[key]) if stage.final_relu else got[key], want, real)
+    for stage, key, want in zip(stages, got, run.intermediates):
+        assert_same(F.relu(got[key]) if stage.final_relu else got[key], want, run.real)
 
 
 def test_the_input_guard_scripts_with_the_network_and_still_refuses():
@@ -287,3 +311,20 @@ def test_pretrained_cfg_describes_the_input_and_the_head():
     assert cfg["input_size"] == (3, 224, 224) and cfg["pool_size"] == (7, 7)
     assert (cfg["first_conv"], cfg["classifier"], cfg["num_classes"]) == ("conv1", "fc", 10)
     assert cfg["mean"] == (0.485, 0.456, 0.406) and cfg["crop_pct"] == 0.875 and cfg["file"] is None
+
+
+def test_summary_takes_model_arguments_and_a_weights_file_naming_its_network(tmp_path):
+    assert convzoo.summary("resnet20", num_classes=7).rows[-1].output_shape == (7,)
+    path = convzoo.save_weights(convzoo.create_model("resnet20", num_classes=4, in_chans=1), tmp_path / "r.safetensors")
+    report = convzoo.summary(path)
+    assert report.input_size == (1, 32, 32) and report.rows[-1].output_shape == (4,)
+    assert convzoo.summary(str(path)).total_params == report.total_params
+
+
+def test_export_takes_a_save_weights_file(tmp_path):
+    model = convzoo.create_model("resnet20", num_classes=3).eval()
+    path = convzoo.save_weights(model, tmp_path / "r20.safetensors")
+    out = convzoo.export(path, format="exported-program", out=tmp_path / "r20.pt2")
+    program = torch.export.load(str(out))
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(program.module()(x), model(x), rtol=1e-4, atol=1e-4)

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import DataError
 from ..io import atomic_write_bytes
 from ..layers.crf import DenseCRF
+from ..protocol import main_output
 from .checkpoint import Checkpoint, load_checkpoint
 from .losses import center_crop_to
 from .metrics import ClassificationMeter
@@ -185,7 +186,7 @@ def evaluate_segmentation(models: Sequence[nn.Module], dataset: Dataset, classes
     meters = [SegmentationMeter(len(classes)) for _ in range(len(models) + (len(models) > 1))]
     for images, masks in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         images = images.to(device)
-        probabilities = [model(images).float().softmax(dim=1) for model in models]
+        probabilities = [main_output(model(images)).float().softmax(dim=1) for model in models]
         if len(models) > 1:
             probabilities.append(torch.stack(probabilities).mean(dim=0))
         for meter, probs in zip(meters, probabilities):

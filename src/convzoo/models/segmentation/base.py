@@ -2,13 +2,13 @@
 cropped back), bilinear upsampling of score maps, the output contract, and torchvision's encoder + classifier
 layout with its FCN head (used by fcn_resnet*, deeplabv3_* and pspnet_*).
 
-The contract: in eval mode `model(x)` returns logits (N, num_classes, H, W) at the input's size; in training
-mode a network with an auxiliary head returns {"out": logits, "aux": aux_logits} (torchvision's convention),
-so the training loop can weight the auxiliary loss.
+The contract, torchvision's: in every mode `model(x)` returns a dict, {"out": logits} with logits
+(N, num_classes, H, W) at the input's size, and "aux": the auxiliary head's logits where one is built, so the
+training loop can weight the auxiliary loss (`protocol.main_output` reads "out").
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 import torch.fx
@@ -19,7 +19,7 @@ from ..features import apply_multi_grid
 from ..network import Network
 from .backbones import create_backbone
 
-SegmentationOutput = Union[Tensor, dict[str, Tensor]]
+SegmentationOutput = Dict[str, Tensor]
 
 
 def pad_to_multiple(x: Tensor, multiple: int, mode: str = "constant") -> Tensor:
@@ -55,11 +55,11 @@ torch.fx.wrap("upsample_to")
 torch.fx.wrap("crop_to")
 
 
-def segmentation_output(out: Tensor, aux: Tensor | None, training: bool) -> SegmentationOutput:
-    """The logits alone, or {"out", "aux"} while training a network that has an auxiliary head."""
-    if training and aux is not None:
-        return {"out": out, "aux": aux}
-    return out
+def segmentation_output(out: Tensor, aux: Optional[Tensor] = None) -> SegmentationOutput:
+    """{"out": logits}, with "aux" where the network has an auxiliary head (torchvision's contract)."""
+    if aux is None:
+        return {"out": out}
+    return {"out": out, "aux": aux}
 
 
 class SegmentationModel(Network):
@@ -67,8 +67,8 @@ class SegmentationModel(Network):
     before: torchvision's _SimpleSegmentationModel layout (`backbone`, `classifier`, `aux_classifier`), so
     its checkpoints load with strict=True. Both predictions are bilinearly upsampled to the input's size.
 
-    `backbone` returns a list of feature maps (models/segmentation/backbones.py): the classifier reads the
-    last, the auxiliary classifier the one before. The auxiliary head runs only in training mode;
+    `backbone` returns a list of feature maps (models/features.py): the classifier reads the last, the
+    auxiliary classifier the one before. The auxiliary head runs in every mode, as torchvision's;
     `aux_weight` is the weight of its loss (0.5 in torchvision's reference training, 0.4 in PSPNet)."""
 
     def __init__(self, backbone: nn.Module, classifier: nn.Module, aux_classifier: nn.Module | None = None,
@@ -83,10 +83,9 @@ class SegmentationModel(Network):
         size = x.shape[-2:]
         features = self.backbone(x)
         out = upsample_to(self.classifier(features[-1]), size)
-        aux = None
-        if self.training and self.aux_classifier is not None:
-            aux = upsample_to(self.aux_classifier(features[-2]), size)
-        return segmentation_output(out, aux, self.training)
+        if self.aux_classifier is None:
+            return {"out": out}
+        return {"out": out, "aux": upsample_to(self.aux_classifier(features[-2]), size)}
 
 
 class FCNHead(nn.Sequential):

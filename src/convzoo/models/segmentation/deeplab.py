@@ -212,14 +212,14 @@ class DeepLabV3Plus(Network):
         for head in (self.aspp, self.project, self.fuse, self.classifier):
             init_he_fan_out_(head)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
         image = x
         x = pad_to_multiple(x, self.output_stride)
         low_level, high_level = self.backbone(x)
         encoded = upsample_to(self.aspp(high_level), low_level.shape[-2:])
         decoded = self.fuse(torch.cat([encoded, self.project(low_level)], dim=1))
         out = upsample_to(self.classifier(decoded), x.shape[-2:])
-        return crop_to(out, image)
+        return {"out": crop_to(out, image)}
 
 
 @register_model(**_deeplab_card(

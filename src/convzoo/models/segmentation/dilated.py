@@ -67,7 +67,7 @@ class Dilation8(Network):
         nn.init.normal_(self.final.weight, 0.0, 0.001)  # the authors' filler for the new class scores
         self.context = ContextModule(num_classes, kind=context)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
         image = x
         padded = pad_to_multiple(x, OUTPUT_STRIDE, mode="reflect")
         x = F.pad(padded, (MARGIN,) * 4, mode="reflect")
@@ -75,7 +75,7 @@ class Dilation8(Network):
         x = self.dropout(self.relu(self.fc6(x)))
         x = self.dropout(self.relu(self.fc7(x)))
         x = self.context(self.final(x))
-        return crop_to(upsample_to(x, padded.shape[-2:]), image)
+        return {"out": crop_to(upsample_to(x, padded.shape[-2:]), image)}
 
 
 @register_model(

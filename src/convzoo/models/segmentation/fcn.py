@@ -101,7 +101,7 @@ class FCN(Network):
             if score is not None:
                 nn.init.zeros_(score.weight)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
         size = x.shape[-2:]
         pools = {}
         for index, layer in enumerate(self.features):
@@ -117,7 +117,7 @@ class FCN(Network):
         if self.stride == 8:
             x = self.upscore_pool4(x)
             x = x + crop(self.score_pool3(pools[self.POOL3]), CROP["score_pool3"], x.shape[-2:])
-        return crop(self.upscore(x), CROP[self.stride], size)
+        return {"out": crop(self.upscore(x), CROP[self.stride], size)}
 
 
 def _vgg_card(stride: int, params: int, macs: int, miou: float, notes: str) -> dict:

@@ -104,7 +104,7 @@ class UNet(Network):
         """The (H, W) of the prediction for an input of `input_hw`: 184 pixels less for the unpadded net."""
         return input_hw[0] - self.border, input_hw[1] - self.border
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
         image = x
         x = unet_input(x, self.padded, self.depth, self.border)
         skips = []
@@ -115,7 +115,7 @@ class UNet(Network):
         x = self.dropout(self.bottleneck(x))
         for up, skip in zip(self.decoder, reversed(skips)):
             x = up(x, skip)
-        return unet_output(self.head(x), image, self.border)
+        return {"out": unet_output(self.head(x), image, self.border)}
 
 
 def is_tile(size: int, depth: int) -> bool:
