@@ -232,31 +232,30 @@ def test_the_sweep_list_holds_every_network_with_batch_norms():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _WITH_BATCH_NORM)
 def test_every_network_with_batch_norms_keeps_its_outputs(name):
+    """Folding is an identity of arithmetic, so it is checked in float64: in float32 a deep random network
+    amplifies rounding past any fixed bound (measured on se_resnet152 over 4 seeds and 1-2 threads: float32
+    against float64 differed by 0.002 to 0.50 relative, folded or not), while float64 rounding stays far below
+    any folding mistake (a wrong scale or shift moves the outputs by O(1))."""
     card = convzoo.model_card(name)
     size = max(card.min_input_size[0], min(32, card.input_size[1]))
-    model = convzoo.create_model(name, num_classes=10)
+    model = convzoo.create_model(name, num_classes=10).double()
     with torch.no_grad():
         # Statistics of a batch of images (a 1000-layer network with random statistics overflows) and affine
-        # parameters away from 1 and 0, so that folding changes every convolution; scales below 1, as trained
-        # residual networks have, keep 150 layers from amplifying float32 rounding past any tolerance.
+        # parameters away from 1 and 0, so that folding changes every convolution.
         for module in model.modules():
             if isinstance(module, _BatchNorm):
                 module.momentum = None
                 if module.affine:
                     module.weight.uniform_(0.2, 1.0)
                     module.bias.uniform_(-0.1, 0.1)
-        model.train()(torch.randn(4, card.input_size[0], size, size))
+        model.train()(torch.randn(4, card.input_size[0], size, size, dtype=torch.float64))
     model.eval()
-    x = torch.randn(2, card.input_size[0], size, size)
+    x = torch.randn(2, card.input_size[0], size, size, dtype=torch.float64)
     fast = optimize_for_inference(model)
     with torch.no_grad():
-        expected, got = main_output(model(x)), main_output(fast(x))
-        error = relative_error(expected, got)
-        if error >= 1e-4:
-            # Deep random networks amplify float32 rounding, which folding changes: then the folded network
-            # must be about as close to the float64 result as the original is.
-            exact = main_output(copy.deepcopy(model).double()(x.double()))
-            assert relative_error(exact, got.double()) <= 4 * relative_error(exact, expected.double()), error
+        # Measured in float64: at most 1.5e-10 (se_resnet152, seeds 0-2), 1e-13 (resnet50), 1e-14 (densenet121);
+        # the bound leaves a margin of ~70x over the worst.
+        assert relative_error(main_output(model(x)), main_output(fast(x))) < 1e-8
 
 
 def test_the_compiled_path_compiles_with_freezing_and_leaves_the_setting_as_it_was():

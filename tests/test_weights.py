@@ -1,5 +1,6 @@
 import json
 import pickle
+import re
 import warnings
 
 import pytest
@@ -111,3 +112,31 @@ def test_grey_input_adapts_the_first_conv(resnet18_file):
     x = torch.randn(2, 1, 64, 64)
     # Summing the filters over colour makes a grey image score as its three-channel copy does.
     torch.testing.assert_close(grey(x), model(x.expand(-1, 3, -1, -1)), rtol=1e-4, atol=1e-4)
+
+
+def test_random_bytes_are_called_not_a_weights_file_and_no_torch_warning_leaks(tmp_path):
+    model = convzoo.create_model("lenet5")
+    generator = torch.Generator().manual_seed(0)
+    for name, head in (("noise.pth", b""), ("pickle-like.pth", b"\x80\x02"), ("zip-like.pth", b"PK")):
+        path = tmp_path / name
+        path.write_bytes(head + bytes(torch.randint(0, 256, (2000,), generator=generator, dtype=torch.uint8).tolist()))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # any warning fails the test
+            with pytest.raises(WeightsError, match="is not a PyTorch or safetensors weights file") as raised:
+                convzoo.load_weights(model, path)
+        assert "pickle holding objects" not in str(raised.value) and "weights_only" not in str(raised.value)
+
+
+def test_a_nas_network_adapts_every_layer_that_reads_the_image(tmp_path):
+    grey = convzoo.create_model("nas").eval()  # the example spec: layers 0 and 1 read the image
+    reading = [f"layers.{i}.0.weight" for i, inputs in enumerate(grey.inputs) if not inputs]
+    assert len(reading) == 2
+    path = convzoo.save_weights(grey, tmp_path / "grey.safetensors")
+    colour = convzoo.create_model("nas", in_chans=3).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = convzoo.load_weights(colour, path)
+    assert re.findall(r"layers\.\d+\.0\.weight", report.adapted_input_conv) == reading
+    x = torch.randn(2, 1, 16, 16)
+    # Each filter repeated over colour and scaled by 1/3: a grey image copied to three channels scores the same.
+    torch.testing.assert_close(colour(x.expand(-1, 3, -1, -1)), grey(x), rtol=1e-4, atol=1e-5)

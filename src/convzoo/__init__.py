@@ -5,6 +5,7 @@
     convzoo.list_models("resnet*")
     convzoo.model_card("alexnet")
     convzoo.summary("resnet50").to_markdown()
+    convzoo.draw("resnet50").save("resnet50.svg")
 """
 from . import models  # noqa: F401  (importing the families registers every network)
 from .analysis import summary
@@ -15,11 +16,13 @@ from .registry import ModelCard, Paper, create_model, list_models, model_card, r
 from .models.segmentation.convolutionalize import convolutionalize
 from .weights import load_weights, save_weights
 from .export import export
+from . import draw  # a callable module: convzoo.draw(model) draws; convzoo.draw.graph etc. stay importable
+from .draw import Drawing
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Classifier", "ConvzooError", "ConvzooModel", "FeatureInfo", "FeatureInfoList", "InputSizeError", "ModelCard", "Paper", "UnknownModelError", "WeightsError",
-    "convolutionalize", "create_model", "export", "list_models", "load_weights", "model_card",
+    "Classifier", "ConvzooError", "ConvzooModel", "Drawing", "FeatureInfo", "FeatureInfoList", "InputSizeError", "ModelCard", "Paper", "UnknownModelError", "WeightsError",
+    "convolutionalize", "create_model", "draw", "export", "list_models", "load_weights", "model_card",
     "optimize_for_inference", "register_model", "save_weights", "summary",
 ]

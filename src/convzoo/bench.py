@@ -39,6 +39,9 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .argtypes import ArgumentParser, add_threads_argument, non_negative_int, out_file, positive_int
+from .io import atomic_write_text
+from .runtime import use_threads
 from .protocol import main_output
 from .training.speed import processor_name
 
@@ -252,16 +255,66 @@ def _load() -> list[float] | None:
         return None
 
 
+def check_bench_memory(models: Sequence[str], batch_sizes: Sequence[int], input_sizes: Sequence[int | None],
+                       configurations: Sequence[tuple[str, str, str, str]], force: bool = False) -> None:
+    """Every (network, input size, batch) group's estimated peak memory, checked before anything runs: a group
+    keeps each of its configurations built at once (a model, and in training its gradients and momentum, and
+    an input batch each) and runs one step at a time (convzoo/memory.py)."""
+    from .memory import Guard
+    from .registry import model_card
+
+    for name in models:
+        card = model_card(name)
+        estimate_at = _bench_estimator(name, card.input_size[0], configurations)
+        for input_size in input_sizes:
+            side = input_size or card.input_size[1]
+            for batch in batch_sizes:
+                Guard(estimate_at, batch_size=batch, size=(side, side), min_size=card.min_input_size,
+                      batch_flag="--batch-sizes", size_flag="--input-sizes",
+                      format_size=lambda size: str(size[0])).check(force=force)
+
+
+def _bench_estimator(name: str, channels: int, configurations: Sequence[tuple[str, str, str, str]]):
+    from .memory import MemoryEstimate, baseline_bytes, network_footprint
+
+    cache: dict = {}
+
+    def estimate_at(batch: int, size: tuple[int, int]) -> MemoryEstimate:
+        if size not in cache:
+            cache[size] = network_footprint(name, (channels, *size))
+        net = cache[size]
+        images = batch * channels * size[0] * size[1] * 4
+        phases = {}
+        for mode in MODES:
+            count = sum(config[0] == mode for config in configurations)
+            if not count:
+                continue
+            training = mode == "training"
+            phases[mode] = {
+                f"{count} models": count * (net.weight_bytes + (2 * net.param_bytes if training else 0)),
+                "activations": batch * (net.inference_activation_bytes
+                                        + (net.training_activation_bytes if training else 0)),
+                f"{count} input batches": count * images}
+        return MemoryEstimate(what=f"benchmarking {name} at {size[0]}x{size[1]}, batch {batch}",
+                              baseline=baseline_bytes(), phases=phases, batch_size=batch,
+                              input_size=(channels, *size), largest_layer=net.largest_layer)
+
+    return estimate_at
+
+
 def run_benchmark(models: Sequence[str], batch_sizes: Sequence[int], input_sizes: Sequence[int | None],
                   modes: Sequence[str] = MODES, layouts: Sequence[str] = LAYOUTS,
                   backends: Sequence[str] = BACKENDS, optimized: bool = True, warmup: int = 3, repeats: int = 10,
-                  matmul_sizes: Sequence[int] = MATMUL_SIZES, progress: Callable[[str], None] | None = None) -> dict:
+                  matmul_sizes: Sequence[int] = MATMUL_SIZES, progress: Callable[[str], None] | None = None,
+                  force: bool = False) -> dict:
     """Run every configuration; returns {"machine", "matmul_gmacs", "peak_gmacs", "load_average", "rows"}.
-    An input size of None means the card's."""
+    An input size of None means the card's. Each group's memory is estimated first (`force` runs it anyway)."""
     from .registry import model_card
 
     if warmup < 1 or repeats < 1:
         raise ValueError("warmup and repeats must be at least 1")
+    check_bench_memory(models, batch_sizes, input_sizes, _configurations(modes, layouts, backends, optimized),
+                       force=force)
     say = progress or (lambda message: None)
     load_start = _load()
     say(f"measuring the float32 matmul rate ({torch.get_num_threads()} threads)")
@@ -329,12 +382,12 @@ def _list(kind: Callable[[str], object], choices: Sequence[str] | None = None) -
 
 
 def _size(text: str) -> int | None:
-    return None if text == "card" else int(text)
+    return None if text == "card" else positive_int(text)
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=_list(str), default=["resnet50"], metavar="NAME,...")
-    parser.add_argument("--batch-sizes", type=_list(int), default=[8], metavar="N,...")
+    parser.add_argument("--batch-sizes", type=_list(positive_int), default=[8], metavar="N,...")
     parser.add_argument("--input-sizes", type=_list(_size), default=[None], metavar="PX,...",
                         help="square input sizes; 'card' for the card's (default)")
     parser.add_argument("--modes", type=_list(str, MODES), default=list(MODES), metavar="MODE,...",
@@ -345,33 +398,34 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="eager, compile (default both; compiling takes tens of seconds a configuration)")
     parser.add_argument("--optimized", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the inference path, optimize_for_inference (default: yes)")
-    parser.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed runs first (default 3)")
-    parser.add_argument("--repeats", type=int, default=10, metavar="N", help="timed runs; the median counts")
-    parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's)")
-    parser.add_argument("--matmul-sizes", type=_list(int), default=list(MATMUL_SIZES), metavar="N,...",
+    parser.add_argument("--warmup", type=non_negative_int, default=3, metavar="N", help="untimed runs first (default 3)")
+    parser.add_argument("--repeats", type=positive_int, default=10, metavar="N", help="timed runs; the median counts")
+    add_threads_argument(parser)
+    parser.add_argument("--matmul-sizes", type=_list(positive_int), default=list(MATMUL_SIZES), metavar="N,...",
                         help="square matmul sizes whose best rate is the peak (default 1024,2048,4096)")
-    parser.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--markdown", default=None, metavar="FILE", help="also write the table as markdown")
+    parser.add_argument("--force", action="store_true",
+                        help="run even if the estimated peak memory exceeds what the machine has available")
+    parser.add_argument("--json", type=out_file, default=None, metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--markdown", type=out_file, default=None, metavar="FILE", help="also write the table as markdown")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)  # convzoo.runtime's policy, or --threads; the table's first line shows it
     result = run_benchmark(args.models, args.batch_sizes, args.input_sizes, modes=args.modes, layouts=args.layouts,
                            backends=args.backends, optimized=args.optimized, warmup=args.warmup,
                            repeats=args.repeats, matmul_sizes=args.matmul_sizes,
-                           progress=lambda message: print(message, file=sys.stderr))
+                           progress=lambda message: print(message, file=sys.stderr), force=args.force)
     table = to_markdown(result)
     print(table, end="")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     if args.markdown:
-        Path(args.markdown).write_text(table)
+        atomic_write_text(args.markdown, table)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m convzoo.bench", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m convzoo.bench", description=__doc__.splitlines()[0])
     add_bench_arguments(parser)
     return run_from_args(parser.parse_args(argv))
 

@@ -12,8 +12,11 @@ from rich.table import Table
 
 from .analysis import CONVENTIONS, summary
 from .analysis.compare import compare, complexity_chart
-from .errors import ConvzooError
+from .argtypes import (ArgumentParser, add_device_argument, add_threads_argument, device, fraction, non_negative_float,
+                       non_negative_int, out_file, out_folder, port, positive_float, positive_int, unit_interval)
+from .errors import ConvzooError, DrawError, Interrupted, MemoryEstimateError, user_error_message
 from .registry import list_models, model_card
+from .runtime import use_threads
 
 _REPORTED_NAMES = {
     "imagenet_top1_error": "ImageNet top-1 error",
@@ -96,12 +99,6 @@ def _input_size(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in parts)
 
 
-def _depth(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a depth of 0 or more, got {text!r}")
-    return int(text)
-
-
 def _cmd_summary(args: argparse.Namespace) -> int:
     model_args = dict(args.model_args or [])
     name = args.name
@@ -147,14 +144,42 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
-    try:
-        out = export(args.source, format=args.format, out=args.out, input_size=args.input, check=args.check)
-    except ValueError as err:
-        if isinstance(err, ConvzooError):
-            raise
-        print(f"convzoo export: error: {err}", file=sys.stderr)
-        return 2
+    out = export(args.source, format=args.format, out=args.out, input_size=args.input, check=args.check)
     print(f"{args.format} written to {out} (described in {out}.json)")
+    return 0
+
+
+def _cmd_draw(args: argparse.Namespace) -> int:
+    if args.course:
+        from .draw.gallery import write_course_figures
+
+        if args.out is None:
+            raise DrawError("--course writes a folder of figures: give it with --out DIR")
+        written = write_course_figures(args.out, force=args.force, progress=True)
+        print(f"{len(written)} figures written to {args.out}")
+        return 0
+    if args.source is None:
+        raise DrawError("give a model name, checkpoint or run folder to draw (or --course --out DIR)")
+    from .draw import draw_to_file
+
+    out = draw_to_file(args.source, out=args.out, force=args.force, input_size=args.input, depth=args.depth,
+                       expand=args.expand, direction=args.direction)
+    print(f"drawing written to {out}")
+    return 0
+
+
+def _cmd_explore(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .explore import build_site, serve
+
+    out = args.out or (tempfile.mkdtemp(prefix="convzoo-explore-") if args.serve else "explore")
+    site = build_site(args.items, out=out, progress=True, workers=args.workers)
+    print(f"explorer written to {site.index} ({len(site.networks)} networks, {len(site.runs)} runs, "
+          f"{site.files} files, {site.bytes / 2**20:.1f} MiB, {site.seconds:.1f} s); open it in a browser, no server "
+          f"needed")
+    if args.serve:
+        serve(site.out, port=args.port)
     return 0
 
 
@@ -164,7 +189,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
-_RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out")
+_FORCE_HELP = ("run even if the estimated peak memory exceeds what the machine has available (the estimate is "
+               "shown in the first line; without --force such a run stops before allocating, naming what fits)")
+# The spellings of the flags a memory refusal may change (MemoryEstimateError.fixes), to rewrite the command.
+_FLAG_SPELLINGS = {"-b": ("-b", "--batch-size"), "--input-size": ("--input-size",),
+                   "--batch-sizes": ("--batch-sizes",), "--input-sizes": ("--input-sizes",)}
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -177,7 +206,7 @@ def _image_size(text: str) -> tuple[int, int]:
 def _model_arg(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. drop_path_rate=0.1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. drop_path=0.1, got {text!r}")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:
@@ -224,36 +253,38 @@ def _default_recipe(model: str) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import RunFolder, TrainConfig, make_config, train
+    from .training import make_config, resumed_config, train
 
     settings = _training_settings(args)
-    try:
-        if args.resume:
-            saved = RunFolder(args.resume).read_config()["config"]
-            if args.model and args.model != saved["model"]:
-                raise ValueError(f"{args.resume} is a run of {saved['model']}, not {args.model}")
-            config = TrainConfig.from_dict({**saved, **settings, "out": args.resume})
-            changed = sorted(k for k, v in config.to_dict().items()
-                             if k not in _RESUME_MAY_CHANGE and saved.get(k) != v)
-            if changed:
-                raise ValueError(f"--resume continues a run with its own settings ({args.resume}/config.json); only "
-                                 f"--epochs, --device, --workers and --threads may change, not: {', '.join(changed)}")
-        elif not args.model:
-            raise ValueError("name the network to train, e.g. `convzoo train lenet5 --data digits` "
-                             "(`convzoo list` shows them), or continue a run with --resume DIR")
-        else:
-            recipe = settings.pop("recipe", None) or _default_recipe(args.model)
-            config = make_config(args.model, recipe, **settings)
-        train(config, resume=bool(args.resume), console=_console())
-    except KeyboardInterrupt:
-        print("\ninterrupted; the checkpoint of the last finished epoch is intact: continue with "
-              "`convzoo train --resume RUN_FOLDER`", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError) as err:
-        if isinstance(err, ConvzooError):
-            raise
-        print(f"convzoo train: error: {err}", file=sys.stderr)
-        return 2
+    if args.resume:
+        config = resumed_config(args.resume, model=args.model, **settings)
+    elif not args.model:
+        raise ValueError("name the network to train, e.g. `convzoo train lenet5 --data digits` "
+                         "(`convzoo list` shows them), or continue a run with --resume DIR")
+    else:
+        recipe = settings.pop("recipe", None) or _default_recipe(args.model)
+        config = make_config(args.model, recipe, **settings)
+    train(config, resume=bool(args.resume), console=_console())
+    return 0
+
+
+def _cmd_lr_find(args: argparse.Namespace) -> int:
+    from .training import find_lr, make_config
+
+    settings = _training_settings(args)
+    sweep = {key: settings.pop(key) for key in ("lr_start", "lr_end")}
+    out = settings.pop("out", None)
+    recipe = settings.pop("recipe", None) or _default_recipe(args.model)
+    config = make_config(args.model, recipe, **settings)
+    result = find_lr(config, out=out, start=sweep["lr_start"], end=sweep["lr_end"], console=_console())
+    table = Table(title=f"learning-rate range test: {args.model}, {len(result.lrs)} steps"
+                        f"{' (stopped: the loss diverged)' if result.diverged else ''}", title_justify="left")
+    table.add_column("rule")
+    table.add_column("learning rate", justify="right")
+    table.add_row("suggestion: the minimum of the smoothed loss (a schedule's peak)", f"{result.suggestion:.3g}")
+    table.add_row("its steepest descent (a constant rate)", f"{result.steepest:.3g}")
+    _console().print(table)
+    print(f"curve and figures: {result.png}")
     return 0
 
 
@@ -271,16 +302,12 @@ def _crf(args: argparse.Namespace):
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .training import evaluate_checkpoints
+    from .training.test_time import make_protocol
 
-    try:
-        results = evaluate_checkpoints(args.checkpoints, args.data, split=args.split, crops=args.crops,
-                                       batch_size=args.batch_size, device=args.device, skip_bad=args.skip_bad,
-                                       crf=_crf(args))
-    except ValueError as err:
-        if isinstance(err, ConvzooError):
-            raise
-        print(f"convzoo eval: error: {err}", file=sys.stderr)
-        return 2
+    protocol = make_protocol(args.protocol, scales=args.scales, flip=args.flip, slide=args.slide)
+    results = evaluate_checkpoints(args.checkpoints, args.data, split=args.split, crops=args.crops,
+                                   batch_size=args.batch_size, device=args.device, skip_bad=args.skip_bad,
+                                   crf=_crf(args), protocol=protocol, force=args.force)
     if args.json:
         print(json.dumps([{"checkpoint": r.name, **r.metrics} for r in results], indent=2))
         return 0
@@ -314,6 +341,8 @@ def _print_segmentation_eval(data: str, results) -> None:
         table.add_row(name, _fraction(m["miou"]), _fraction(m["pixel_accuracy"]), _fraction(m["mean_dice"]),
                       f"{m['loss']:.4f}")
     console = _console()
+    if first["protocol"] != "single scale":
+        console.print(f"test protocol: {first['protocol']} (softmax averaged)")
     console.print(table)
     per_class = Table(title="IoU per class (-: in neither masks nor prediction)",
                       title_justify="left")
@@ -332,14 +361,8 @@ def _fraction(value: float | None) -> str:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .training import predict_images
 
-    try:
-        predictions = predict_images(args.checkpoint, args.images, top=args.top, crops=args.crops,
-                                     device=args.device, out=args.out, crf=_crf(args))
-    except ValueError as err:
-        if isinstance(err, ConvzooError):
-            raise
-        print(f"convzoo predict: error: {err}", file=sys.stderr)
-        return 2
+    predictions = predict_images(args.checkpoint, args.images, top=args.top, crops=args.crops,
+                                 device=args.device, out=args.out, crf=_crf(args), force=args.force)
     if args.json:
         print(json.dumps(predictions, indent=2))
         return 0
@@ -358,9 +381,125 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(positive_float(part) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"--scales takes factors separated by commas, e.g. 0.5,1,1.5; not {text!r}") \
+            from None
+
+
+def _crop_stride(text: str) -> tuple[int, int]:
+    parts = text.split(",")
+    if len(parts) != 2 or not all(part.strip().isdigit() and int(part) > 0 for part in parts):
+        raise argparse.ArgumentTypeError(f"--slide takes CROP,STRIDE in pixels, e.g. 64,43; not {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def _learning_rate(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"--lr takes a number above 0 or 'auto', not {text!r}") from None
+
+
+def _add_train_settings(p) -> None:
+    """The settings of a run (data, fine-tuning, optimisation, how it runs): `train` and `lr-find` take them."""
+    from .data.auto_augment import AUTO_AUGMENTS
+    from .training.optim import OPTIMIZERS, SCHEDULES
+
+    unset = argparse.SUPPRESS  # only flags the user gives override the recipe
+    data = p.add_argument_group("data")
+    data.add_argument("--data", default=unset,
+                      help="'digits' or 'digits-seg' (embedded) or a folder: ImageFolder tree, MNIST/Fashion-MNIST "
+                           "IDX, CIFAR binary; for segmentation a VOC folder or images/ + masks/ folders")
+    data.add_argument("--val-split", type=fraction, default=unset, metavar="F",
+                      help="fraction of the training images held out for validation when the data has no val split")
+    data.add_argument("--skip-bad", action="store_true", default=unset, help="skip unreadable images (and count them)")
+    data.add_argument("--input-size", type=_image_size, nargs="+", default=unset, metavar="HxW",
+                      help="train at this size instead of the model card's, e.g. 64, 64x48 or 64 48 "
+                           "(digits-seg canvases are 64x64)")
+    data.add_argument("--border", type=non_negative_int, default=unset, metavar="N",
+                      help="black pixels around each image inside the input (default: 2 for LeNet-5, else 0)")
+    data.add_argument("--random-crop-padding", type=non_negative_int, default=unset, metavar="N", help="pad N pixels, crop back")
+    data.add_argument("--scale-jitter", type=positive_float, nargs=2, default=unset, metavar=("A", "B"),
+                      help="resize the shorter side to [A, B] x the input side, then crop (VGG/ResNet)")
+    data.add_argument("--random-resized-crop", type=float, nargs=2, default=unset, metavar=("A", "B"),
+                      help="GoogLeNet's crop: [A, B] of the area, aspect 3/4..4/3, resized to the input "
+                           "(torchvision's RandomResizedCrop: 0.08 1)")
+    data.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=unset, help="random mirror images")
+    data.add_argument("--pca-lighting", type=non_negative_float, default=unset, metavar="STD",
+                      help="AlexNet's PCA colour lighting (paper: 0.1)")
+    data.add_argument("--auto-augment", choices=AUTO_AUGMENTS, default=unset,
+                      help="RandAugment (2 operations at magnitude 9) or TrivialAugment (one, random magnitude)")
+    data.add_argument("--random-erasing", type=unit_interval, default=unset, metavar="P",
+                      help="erase a random rectangle of a training image with probability P (Zhong et al.)")
+    data.add_argument("--mixup-alpha", type=positive_float, default=unset, metavar="A", help="mixup's Beta(A, A) (0.2)")
+    data.add_argument("--cutmix-alpha", type=positive_float, default=unset, metavar="A", help="CutMix's Beta(A, A) (1.0)")
+    tune = p.add_argument_group("fine-tuning")
+    tune.add_argument("--init", default=unset, metavar="FILE",
+                      help="start from these weights: a convzoo checkpoint or run folder, or a torchvision-layout "
+                           "state dict (a classifier of another size is re-initialised)")
+    tune.add_argument("--freeze", nargs="+", default=unset, metavar="STAGE|PATTERN",
+                      help="stages to keep fixed (stem, layer1, ...) or parameter-name patterns ('layer1.*')")
+    tune.add_argument("--lr-body", type=non_negative_float, default=unset, metavar="LR",
+                      help="the learning rate of the body (the head keeps --lr)")
+    tune.add_argument("--layer-decay", type=unit_interval, default=unset, metavar="D",
+                      help="each stage back from the head trains at D x the rate of the next")
+    tune.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=unset,
+                      help="keep every batch norm's running statistics")
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=positive_int, default=unset, metavar="N")
+    opt.add_argument("-b", "--batch-size", type=positive_int, default=unset, metavar="N", help="images per process")
+    opt.add_argument("--opt", choices=OPTIMIZERS, default=unset)
+    opt.add_argument("--lr", type=_learning_rate, default=unset,
+                     help="a number, or auto: the learning-rate finder's suggestion (see `convzoo lr-find`)")
+    opt.add_argument("--lr-find-steps", type=positive_int, default=unset, metavar="N",
+                     help="the learning-rate finder's sweep length (100)")
+    opt.add_argument("--momentum", type=unit_interval, default=unset)
+    opt.add_argument("--wd", "--weight-decay", dest="weight_decay", type=non_negative_float, default=unset)
+    opt.add_argument("--lr-scheduler", choices=SCHEDULES, default=unset)
+    opt.add_argument("--lr-step-size", type=positive_int, default=unset, metavar="EPOCHS", help="step: epochs between cuts")
+    opt.add_argument("--lr-steps", type=positive_int, nargs="+", default=unset, metavar="EPOCH", help="multistep: cut epochs")
+    opt.add_argument("--lr-gamma", type=positive_float, default=unset, help="factor of each cut (step, multistep, plateau)")
+    opt.add_argument("--lr-patience", type=non_negative_int, default=unset, metavar="EPOCHS",
+                     help="plateau: epochs without improvement of the validation metric before a cut")
+    opt.add_argument("--lr-warmup-epochs", type=non_negative_float, default=unset)
+    opt.add_argument("--lr-warmup-decay", type=positive_float, default=unset, help="warm-up starts at this x lr")
+    opt.add_argument("--lr-min", type=non_negative_float, default=unset, help="cosine: the final learning rate")
+    opt.add_argument("--label-smoothing", type=unit_interval, default=unset)
+    opt.add_argument("--clip-grad-norm", type=positive_float, default=unset, metavar="MAX")
+    opt.add_argument("--model-ema", type=fraction, default=unset, metavar="DECAY",
+                     help="keep an exponential moving average of the weights (e.g. 0.999); the better of the two "
+                          "on the validation split becomes best.safetensors")
+    opt.add_argument("--patience", type=positive_int, default=unset, metavar="EPOCHS",
+                     help="stop early after this many epochs without a better validation metric")
+    opt.add_argument("--model-arg", dest="model_args", type=_model_arg, action="append", default=unset,
+                     metavar="KEY=VALUE", help="keyword argument of the network, e.g. drop_path=0.1 (a ResNet's stochastic depth)")
+    opt.add_argument("--spec", default=unset, metavar="FILE_OR_DIR",
+                     help="nas: the architecture spec (a JSON file, a search folder's best.json, or a nas run "
+                          "folder); the input size defaults to the spec's")
+    how = p.add_argument_group("how it runs")
+    how.add_argument("--seed", type=non_negative_int, default=unset)
+    how.add_argument("--amp", action=argparse.BooleanOptionalAction, default=unset,
+                     help="bf16 autocast (default: on if a measurement of the first steps finds it 10%% faster)")
+    how.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=unset,
+                     help="channels_last memory format (default: measured, as --amp)")
+    how.add_argument("--use-deterministic-algorithms", dest="deterministic", action="store_true", default=unset)
+    how.add_argument("--device", type=device, default=unset, help="auto (default), cpu, cuda, cuda:1 or mps")
+    how.add_argument("-j", "--workers", type=non_negative_int, default=unset, metavar="N",
+                     help="data loading processes (default: none for data in memory; for image files one "
+                          "fewer than the cores, at most 8)")
+    add_threads_argument(how, default=unset)
+    how.add_argument("--force", action="store_true", default=unset, help=_FORCE_HELP)
+    how.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=unset,
+                     help="also write TensorBoard event files (needs convzoo[tensorboard]) beside metrics.csv")
+
+
 def _add_training_commands(commands) -> None:
     from .training import RECIPES
-    from .training.optim import OPTIMIZERS, SCHEDULES
 
     unset = argparse.SUPPRESS  # only flags the user gives override the recipe
     p = commands.add_parser("train", help="train a network on digits or your images; writes a run folder",
@@ -373,60 +512,23 @@ def _add_training_commands(commands) -> None:
     p.add_argument("--recipe", choices=list(RECIPES), default=unset,
                    help="a paper's settings (see convzoo.training.RECIPES); default: quick, or segmentation for "
                         "a segmentation network")
-    p.add_argument("--out", "--output-dir", dest="out", metavar="DIR", default=unset,
+    p.add_argument("--out", "--output-dir", dest="out", type=out_folder, metavar="DIR", default=unset,
                    help="run folder (default: runs/MODEL-DATA, numbered if it exists)")
-    data = p.add_argument_group("data")
-    data.add_argument("--data", default=unset,
-                      help="'digits' or 'digits-seg' (embedded) or a folder: ImageFolder tree, MNIST/Fashion-MNIST "
-                           "IDX, CIFAR binary; for segmentation a VOC folder or images/ + masks/ folders")
-    data.add_argument("--val-split", type=float, default=unset, metavar="F",
-                      help="fraction of the training images held out for validation when the data has no val split")
-    data.add_argument("--skip-bad", action="store_true", default=unset, help="skip unreadable images (and count them)")
-    data.add_argument("--input-size", type=_image_size, nargs="+", default=unset, metavar="HxW",
-                      help="train at this size instead of the model card's, e.g. 64, 64x48 or 64 48 "
-                           "(digits-seg canvases are 64x64)")
-    data.add_argument("--border", type=int, default=unset, metavar="N",
-                      help="black pixels around each image inside the input (default: 2 for LeNet-5, else 0)")
-    data.add_argument("--random-crop-padding", type=int, default=unset, metavar="N", help="pad N pixels, crop back")
-    data.add_argument("--scale-jitter", type=float, nargs=2, default=unset, metavar=("A", "B"),
-                      help="resize the shorter side to [A, B] x the input side, then crop (VGG/ResNet)")
-    data.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=unset, help="random mirror images")
-    data.add_argument("--pca-lighting", type=float, default=unset, metavar="STD",
-                      help="AlexNet's PCA colour lighting (paper: 0.1)")
-    opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=unset, metavar="N")
-    opt.add_argument("-b", "--batch-size", type=int, default=unset, metavar="N", help="images per process")
-    opt.add_argument("--opt", choices=OPTIMIZERS, default=unset)
-    opt.add_argument("--lr", type=float, default=unset)
-    opt.add_argument("--momentum", type=float, default=unset)
-    opt.add_argument("--wd", "--weight-decay", dest="weight_decay", type=float, default=unset)
-    opt.add_argument("--lr-scheduler", choices=SCHEDULES, default=unset)
-    opt.add_argument("--lr-step-size", type=int, default=unset, metavar="EPOCHS", help="step: epochs between cuts")
-    opt.add_argument("--lr-steps", type=int, nargs="+", default=unset, metavar="EPOCH", help="multistep: cut epochs")
-    opt.add_argument("--lr-gamma", type=float, default=unset, help="factor of each cut (step, multistep, plateau)")
-    opt.add_argument("--lr-patience", type=int, default=unset, metavar="EPOCHS",
-                     help="plateau: epochs without improvement of the validation metric before a cut")
-    opt.add_argument("--lr-warmup-epochs", type=float, default=unset)
-    opt.add_argument("--lr-warmup-decay", type=float, default=unset, help="warm-up starts at this x lr")
-    opt.add_argument("--lr-min", type=float, default=unset, help="cosine: the final learning rate")
-    opt.add_argument("--label-smoothing", type=float, default=unset)
-    opt.add_argument("--clip-grad-norm", type=float, default=unset, metavar="MAX")
-    opt.add_argument("--model-arg", dest="model_args", type=_model_arg, action="append", default=unset,
-                     metavar="KEY=VALUE", help="keyword argument of the network, e.g. drop_path_rate=0.1")
-    opt.add_argument("--spec", default=unset, metavar="FILE_OR_DIR",
-                     help="nas: the architecture spec (a JSON file, a search folder's best.json, or a nas run "
-                          "folder); the input size defaults to the spec's")
-    how = p.add_argument_group("how it runs")
-    how.add_argument("--seed", type=int, default=unset)
-    how.add_argument("--amp", action=argparse.BooleanOptionalAction, default=unset,
-                     help="bf16 autocast (default: on if a measurement of the first steps finds it 10%% faster)")
-    how.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=unset,
-                     help="channels_last memory format (default: measured, as --amp)")
-    how.add_argument("--use-deterministic-algorithms", dest="deterministic", action="store_true", default=unset)
-    how.add_argument("--device", default=unset, help="auto (default), cpu, cuda, cuda:1")
-    how.add_argument("-j", "--workers", type=int, default=unset, metavar="N", help="data loading processes")
-    how.add_argument("--threads", type=int, default=unset, metavar="N", help="CPU threads per process")
+    _add_train_settings(p)
     p.set_defaults(run=_cmd_train)
+
+    p = commands.add_parser("lr-find", help="the learning-rate range test: loss against an exponentially growing rate",
+                            description="Train from the initial weights while the learning rate grows from "
+                                        "--start-lr to --end-lr; write lr_find.json and lr_find.png with the "
+                                        "suggested rate. Takes train's settings (recipe, data, optimizer, --init).")
+    p.add_argument("model", help="registered network name (see `convzoo list`)")
+    p.add_argument("--recipe", choices=list(RECIPES), default=unset, help="default: as train's")
+    p.add_argument("--out", dest="out", type=out_folder, metavar="DIR", default=unset,
+                   help="where lr_find.json and lr_find.png go (default: runs/MODEL-lr-find)")
+    p.add_argument("--start-lr", dest="lr_start", type=positive_float, default=1e-6, help="first rate (1e-6)")
+    p.add_argument("--end-lr", dest="lr_end", type=positive_float, default=10.0, help="last rate (10)")
+    _add_train_settings(p)
+    p.set_defaults(run=_cmd_lr_find)
 
     p = commands.add_parser("eval", help="evaluate checkpoints (and their ensemble) on a data set")
     p.add_argument("checkpoints", nargs="+", metavar="CKPT", help=".safetensors checkpoint or run folder (its best)")
@@ -434,29 +536,41 @@ def _add_training_commands(commands) -> None:
     p.add_argument("--split", choices=("test", "val"), default=None, help="default: test when the data has one")
     p.add_argument("--crops", type=int, choices=(1, 10), default=1,
                    help="10: average the four corner and centre crops and their mirror images (AlexNet, ResNet)")
-    p.add_argument("-b", "--batch-size", type=int, default=64)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("-b", "--batch-size", type=positive_int, default=64)
+    add_device_argument(p)
+    add_threads_argument(p)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (and count them)")
     p.add_argument("--crf", action="store_true",
                    help="segmentation: refine each softmax with the dense CRF (layers/crf.py) before the argmax")
     p.add_argument("--crf-param", dest="crf_params", type=_model_arg, action="append", default=[],
                    metavar="KEY=VALUE", help="a DenseCRF setting (implies --crf), e.g. theta_alpha=6 w_smooth=0: "
                                              "the defaults are the paper's, for photographs")
+    p.add_argument("--scales", type=_scales, default=None, metavar="S,S,...",
+                   help="segmentation: average the softmax over these input scales, e.g. 0.5,0.75,1,1.25,1.5,1.75")
+    p.add_argument("--flip", action="store_true", help="segmentation: average with the mirrored image's softmax")
+    p.add_argument("--slide", type=_crop_stride, default=None, metavar="CROP,STRIDE",
+                   help="segmentation: label CROPxCROP windows every STRIDE pixels (images larger than the crop)")
+    p.add_argument("--protocol", choices=("deeplabv3", "pspnet"), default=None,
+                   help="segmentation: a paper's test protocol: deeplabv3 (6 scales + flip), pspnet (6 scales + "
+                        "flip, windows of the input size every 2/3 of it)")
     p.add_argument("--json", action="store_true", help="print JSON (with per-class accuracy and confusion matrix)")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.set_defaults(run=_cmd_eval)
 
     p = commands.add_parser("predict", help="the most probable classes of image files, or their masks")
     p.add_argument("checkpoint", metavar="CKPT", help=".safetensors checkpoint or run folder (its best)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top", type=int, default=5, metavar="K")
+    p.add_argument("--top", type=positive_int, default=5, metavar="K")
     p.add_argument("--crops", type=int, choices=(1, 10), default=1)
-    p.add_argument("--out", default=None, metavar="DIR",
+    p.add_argument("--out", type=out_folder, default=None, metavar="DIR",
                    help="segmentation: write STEM_mask.png (VOC palette) and STEM_overlay.png here")
     p.add_argument("--crf", action="store_true", help="segmentation: refine the softmax with the dense CRF")
     p.add_argument("--crf-param", dest="crf_params", type=_model_arg, action="append", default=[],
                    metavar="KEY=VALUE", help="a DenseCRF setting (implies --crf), e.g. theta_alpha=6")
-    p.add_argument("--device", default="cpu")
+    add_device_argument(p)
+    add_threads_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.set_defaults(run=_cmd_predict)
 
 
@@ -488,33 +602,31 @@ def _default_search_out(method: str, data: str) -> str:
     return str(first_free_folder(Path("runs") / f"nas-{method}-{data_name}", lambda p: SearchFolder(p).holds_search()))
 
 
-def _cmd_nas_search(args: argparse.Namespace) -> int:
+def nas_search_config(args: argparse.Namespace):
+    """The SearchConfig and search folder `convzoo nas search` args ask for: the flags given over the method's
+    defaults or, with --resume, over the saved search's settings."""
+    from .nas.config import SearchConfig
     from .nas.folder import SearchFolder
-    from .nas.search import SearchConfig, search
 
-    try:
-        settings = _nas_search_settings(args)
-        if args.resume:
-            if args.out and args.out != args.resume:
-                raise ValueError(f"--resume continues the search in {args.resume}; --out {args.out} names another "
-                                 f"folder (leave --out out)")
-            saved = SearchFolder(args.resume).read_config()
-            space = {**saved.get("space", {}), **settings.pop("space", {})}
-            config = SearchConfig.from_dict({**saved, **settings, "space": space})
-            out = args.resume
-        else:
-            config = SearchConfig.for_method(settings)
-            out = args.out or _default_search_out(config.method, config.data)
-        search(config, out, resume=bool(args.resume), console=_console())
-    except KeyboardInterrupt:
-        print("\ninterrupted; the search's state after its last finished child is saved: continue with "
-              "`convzoo nas search --resume SEARCH_FOLDER`", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError) as err:
-        if isinstance(err, ConvzooError):
-            raise
-        print(f"convzoo nas search: error: {err}", file=sys.stderr)
-        return 2
+    settings = _nas_search_settings(args)
+    if not args.resume:
+        config = SearchConfig.for_method(settings)
+        return config, args.out or _default_search_out(config.method, config.data)
+    if args.out and args.out != args.resume:
+        raise ValueError(f"--resume continues the search in {args.resume}; --out {args.out} names another "
+                         f"folder (leave --out out)")
+    saved = SearchFolder(args.resume).read_config()
+    if settings.get("executor", saved.get("executor")) != "ray":  # the Ray settings go with the Ray executor
+        saved = {k: v for k, v in saved.items() if k not in ("address", "cpus_per_child", "gpus_per_child")}
+    space = {**saved.get("space", {}), **settings.pop("space", {})}
+    return SearchConfig.from_dict({**saved, **settings, "space": space}), args.resume
+
+
+def _cmd_nas_search(args: argparse.Namespace) -> int:
+    from .nas.search import search
+
+    config, out = nas_search_config(args)
+    search(config, out, resume=bool(args.resume), console=_console())
     return 0
 
 
@@ -585,15 +697,9 @@ def _cmd_nas_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _int_list(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
 def _add_nas_commands(commands) -> None:
+    from .nas.config import METHODS
     from .nas.executor import EXECUTORS
-    from .nas.search import METHODS
     from .training.optim import OPTIMIZERS
 
     unset = argparse.SUPPRESS  # only flags the user gives override the defaults (or a resumed search's settings)
@@ -606,62 +712,78 @@ def _add_nas_commands(commands) -> None:
                                    "docs/nas.md. Retrain the winner with `convzoo train nas --spec DIR/best.json`.")
     p.add_argument("--method", choices=METHODS, default=unset, help="reinforce (default), random, or enas")
     p.add_argument("--data", default=unset, help="'digits' (default) or a data folder (see `convzoo train --help`)")
-    p.add_argument("--budget", type=int, default=unset, metavar="N", help="architectures to sample (default 64)")
-    p.add_argument("--workers", type=int, default=unset, metavar="N", help="children trained at once (processes)")
+    p.add_argument("--budget", type=positive_int, default=unset, metavar="N", help="architectures to sample (default 64)")
+    p.add_argument("--workers", type=positive_int, default=unset, metavar="N",
+                   help="children trained at once (local: processes; ray: tasks)")
     p.add_argument("--executor", choices=EXECUTORS, default=unset,
-                   help="local (this machine's processes) or ray (a Ray cluster; pip install ray)")
-    p.add_argument("--out", default=None, metavar="DIR", help="search folder (default: runs/nas-METHOD-DATA)")
+                   help="local (this process, or --workers processes) or ray (a Ray cluster: pip install "
+                        "\"convzoo[ray]\"; docs/nas.md)")
+    p.add_argument("--address", default=unset, metavar="auto|HOST:PORT",
+                   help="ray: the cluster (auto: the one `ray start` joined here; default RAY_ADDRESS, else a new "
+                        "Ray instance on this machine)")
+    p.add_argument("--cpus-per-child", type=positive_float, default=unset, metavar="N",
+                   help="ray: a child's CPU request, and its torch threads (default 1)")
+    p.add_argument("--gpus-per-child", type=non_negative_float, default=unset, metavar="N",
+                   help="ray: a child's GPU request (default 0; 0.5 puts two children on a GPU)")
+    p.add_argument("--retries", type=non_negative_int, default=unset, metavar="N",
+                   help="runs a child gets after the first when its worker is lost (default 2); then it is "
+                        "recorded as failed")
+    p.add_argument("--out", type=out_folder, default=None, metavar="DIR", help="search folder (default: runs/nas-METHOD-DATA)")
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the search in DIR exactly (a larger --budget extends it)")
-    p.add_argument("--seed", type=int, default=unset)
+    p.add_argument("--seed", type=non_negative_int, default=unset)
     space = p.add_argument_group("search space")
     space.add_argument("--input-size", type=_input_size, default=unset, metavar="CxHxW",
                        help="the children's input, e.g. 1x16x16 (default)")
-    space.add_argument("--val-split", type=float, default=unset, metavar="F", help="held out for the reward")
-    space.add_argument("--filter-sizes", type=_int_list, nargs="+", default=unset, metavar="N",
+    space.add_argument("--val-split", type=fraction, default=unset, metavar="F", help="held out for the reward")
+    space.add_argument("--filter-sizes", type=positive_int, nargs="+", default=unset, metavar="N",
                        help="filter heights and widths (default 1 3 5 7)")
-    space.add_argument("--num-filters", type=_int_list, nargs="+", default=unset, metavar="N",
+    space.add_argument("--num-filters", type=positive_int, nargs="+", default=unset, metavar="N",
                        help="numbers of filters (default 24 36 48 64)")
-    space.add_argument("--strides", type=_int_list, nargs="+", default=unset, metavar="N",
+    space.add_argument("--strides", type=positive_int, nargs="+", default=unset, metavar="N",
                        help="strides (default 1; 1 2 3 searches them)")
-    space.add_argument("--start-layers", type=int, default=unset, metavar="N", help="s0 (paper: 6)")
-    space.add_argument("--add-layers", type=int, default=unset, metavar="N", help="depth step (paper: 2)")
-    space.add_argument("--add-layers-every", type=int, default=unset, metavar="N",
+    space.add_argument("--start-layers", type=positive_int, default=unset, metavar="N", help="s0 (paper: 6)")
+    space.add_argument("--add-layers", type=non_negative_int, default=unset, metavar="N", help="depth step (paper: 2)")
+    space.add_argument("--add-layers-every", type=positive_int, default=unset, metavar="N",
                        help="samples between depth steps (paper: 1600)")
     ctl = p.add_argument_group("controller (REINFORCE)")
-    ctl.add_argument("-m", "--children-per-update", type=int, default=unset, metavar="M", help="paper: 8")
-    ctl.add_argument("--controller-lr", type=float, default=unset, help="Adam (paper: 6e-4)")
-    ctl.add_argument("--controller-hidden-size", type=int, default=unset, metavar="N", help="paper: 35")
-    ctl.add_argument("--controller-lstm-layers", type=int, default=unset, metavar="N", help="paper: 2")
-    ctl.add_argument("--controller-init-range", type=float, default=unset, help="paper: 0.08")
-    ctl.add_argument("--baseline-decay", type=float, default=unset, help="of the EMA baseline (default 0.95)")
-    ctl.add_argument("--entropy-weight", type=float, default=unset, help="entropy bonus (default 0: none)")
+    ctl.add_argument("-m", "--children-per-update", type=positive_int, default=unset, metavar="M", help="paper: 8")
+    ctl.add_argument("--controller-lr", type=positive_float, default=unset, help="Adam (paper: 6e-4)")
+    ctl.add_argument("--controller-hidden-size", type=positive_int, default=unset, metavar="N", help="paper: 35")
+    ctl.add_argument("--controller-lstm-layers", type=positive_int, default=unset, metavar="N", help="paper: 2")
+    ctl.add_argument("--controller-init-range", type=positive_float, default=unset, help="paper: 0.08")
+    ctl.add_argument("--baseline-decay", type=unit_interval, default=unset, help="of the EMA baseline (default 0.95)")
+    ctl.add_argument("--entropy-weight", type=non_negative_float, default=unset, help="entropy bonus (default 0: none)")
     child = p.add_argument_group("child training")
-    child.add_argument("--epochs", type=int, default=unset, metavar="N", help="per child (default 10; paper 50)")
-    child.add_argument("--reward-epochs", type=int, default=unset, metavar="K",
+    child.add_argument("--epochs", type=positive_int, default=unset, metavar="N", help="per child (default 10; paper 50)")
+    child.add_argument("--reward-epochs", type=positive_int, default=unset, metavar="K",
                        help="reward: best validation accuracy of the last K epochs, cubed (paper: 5)")
-    child.add_argument("-b", "--batch-size", type=int, default=unset, metavar="N")
+    child.add_argument("-b", "--batch-size", type=positive_int, default=unset, metavar="N")
     child.add_argument("--opt", choices=OPTIMIZERS, default=unset, help="default sgd_nesterov (paper)")
-    child.add_argument("--lr", type=float, default=unset, help="default 0.1 (paper)")
-    child.add_argument("--momentum", type=float, default=unset)
-    child.add_argument("--wd", "--weight-decay", dest="weight_decay", type=float, default=unset)
+    child.add_argument("--lr", type=positive_float, default=unset, help="default 0.1 (paper)")
+    child.add_argument("--momentum", type=unit_interval, default=unset)
+    child.add_argument("--wd", "--weight-decay", dest="weight_decay", type=non_negative_float, default=unset)
     child.add_argument("--train-arg", dest="train_settings", type=_model_arg, action="append", default=unset,
                        metavar="KEY=VALUE", help="another `convzoo train` setting for every child, e.g. "
                                                  "random_crop_padding=1")
+    add_threads_argument(p, default=unset)
     p.add_argument("--enas-arg", dest="enas", type=_model_arg, action="append", default=unset, metavar="KEY=VALUE",
                    help="an ENAS setting (see docs/nas.md), e.g. controller_steps=20")
+    p.add_argument("--force", action="store_true", default=unset, help=_FORCE_HELP)
     p.set_defaults(run=_cmd_nas_search)
 
     p = sub.add_parser("show", help="leaderboards of search folders, side by side; --out draws their rewards")
     p.add_argument("folders", nargs="+", metavar="DIR", help="search folders (e.g. a reinforce and a random search)")
-    p.add_argument("--top", type=int, default=10, metavar="N", help="rows of each leaderboard (default 10)")
-    p.add_argument("--out", default=None, metavar="rewards.png", help="one chart, one curve per folder")
+    p.add_argument("--top", type=positive_int, default=10, metavar="N", help="rows of each leaderboard (default 10)")
+    p.add_argument("--out", type=out_file, default=None, metavar="rewards.png", help="one chart, one curve per folder")
     p.set_defaults(run=_cmd_nas_show)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convzoo", description="The landmark convolutional networks: build, "
+    parser = ArgumentParser(prog="convzoo", description="The landmark convolutional networks: build, "
                                      "inspect, train, compare.")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show Python tracebacks for errors (may come anywhere on the command line)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("list", help="list registered models (table: name, family, year, params)")
@@ -685,7 +807,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=_input_size, default=None, metavar="CxHxW",
                    help="input size without the batch axis, e.g. 3x224x224 (default: the model card's)")
     p.add_argument("--format", choices=("table", "markdown", "json", "csv"), default="table")
-    p.add_argument("--depth", type=_depth, default=None, metavar="N",
+    p.add_argument("--depth", type=non_negative_int, default=None, metavar="N",
                    help="fold layers deeper than N into their parents (0: the whole model in one row)")
     p.add_argument("--convention", choices=CONVENTIONS, default="all",
                    help="all: every operation by its rule; conv_linear: convolutions and linear layers only "
@@ -695,19 +817,48 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("compare", help="table and chart of reported accuracy against operations and parameters")
     p.add_argument("names", nargs="+", metavar="NAME_OR_RUN",
                    help="model names, shell-style wildcards (e.g. 'resnet*') or `convzoo train` run folders")
-    p.add_argument("--out", default=None, metavar="chart.png", help="also draw the complexity chart to this file")
+    p.add_argument("--out", type=out_file, default=None, metavar="chart.png", help="also draw the complexity chart to this file")
     p.set_defaults(run=_cmd_compare)
 
     p = commands.add_parser("export", help="write a network or checkpoint as ONNX, TorchScript or an ExportedProgram")
     p.add_argument("source", metavar="CKPT_OR_NAME", help="checkpoint (.safetensors or run folder) or registered name")
     p.add_argument("--format", choices=("onnx", "torchscript", "exported-program"), default="onnx")
-    p.add_argument("--out", required=True, metavar="FILE", help="the file to write (FILE.json describes it)")
+    p.add_argument("--out", type=out_file, required=True, metavar="FILE", help="the file to write (FILE.json describes it)")
     p.add_argument("--input", type=_input_size, default=None, metavar="CxHxW",
                    help="input size without the batch axis (default: the checkpoint's or the card's); "
                         "the batch axis stays dynamic")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                    help="run the written file at batch 1 and 3 and compare with PyTorch (ONNX: needs onnxruntime)")
+    add_threads_argument(p)
     p.set_defaults(run=_cmd_export)
+
+    p = commands.add_parser("draw", help="draw a network as SVG, PNG or PDF (or the course's figures: --course)")
+    p.add_argument("source", nargs="?", default=None, metavar="NAME|CKPT|RUN_FOLDER",
+                   help="registered name, .safetensors checkpoint or run folder")
+    p.add_argument("--out", default=None, metavar="net.svg",
+                   help="file to write, format by suffix: .svg, .png, .pdf (default NAME.svg here); "
+                        "with --course, the folder")
+    p.add_argument("--input", type=_input_size, default=None, metavar="CxHxW",
+                   help="input size without the batch axis (default: the card's or the checkpoint's)")
+    p.add_argument("--depth", type=non_negative_int, default=None, metavar="N",
+                   help="draw each module deeper than N as one box (0: the whole model)")
+    p.add_argument("--expand", action="store_true", help="draw every block of a repeated run, not one frame x N")
+    p.add_argument("--direction", choices=("TB", "LR", "U"), default="TB",
+                   help="top to bottom (default), left to right, or U (an encoder-decoder: down, across, up)")
+    p.add_argument("--force", action="store_true", help="replace files that exist")
+    p.add_argument("--course", action="store_true", help="write the course's figures (PNG and SVG) to --out DIR")
+    p.set_defaults(run=_cmd_draw)
+
+    p = commands.add_parser("explore", help="write the explorer: one offline web page of the zoo, networks and runs")
+    p.add_argument("items", nargs="*", metavar="NAME|RUN_FOLDER",
+                   help="registered names, wildcards ('resnet*') or `convzoo train` run folders (none: every network)")
+    p.add_argument("--out", type=out_folder, default=None, metavar="DIR",
+                   help="the site's folder (default ./explore; with --serve, a temporary folder); open DIR/index.html")
+    p.add_argument("--serve", action="store_true", help="then serve it on http://127.0.0.1:PORT/ until Ctrl-C")
+    p.add_argument("--port", type=port, default=8000, metavar="N", help="the port for --serve (default 8000)")
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="processes drawing the networks (default: one per usable core for more than 8 networks)")
+    p.set_defaults(run=_cmd_explore)
 
     from .bench import add_bench_arguments
 
@@ -720,13 +871,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_with(argv: Sequence[str], fixes: Sequence[tuple[str, str]]) -> str:
+    """The command `argv` (without the program name) with each (flag, value) of `fixes` set: an earlier value
+    of the flag, under any of its spellings, is dropped."""
+    words = list(argv)
+    for flag, value in fixes:
+        spellings = _FLAG_SPELLINGS.get(flag, (flag,))
+        kept, skipping = [], False
+        for word in words:
+            if word in spellings or any(word.startswith(f"{s}=") for s in spellings if s.startswith("--")):
+                skipping = word in spellings  # "--flag value...": drop the values that follow too
+                continue
+            if skipping and not word.startswith("-"):
+                continue
+            skipping = False
+            kept.append(word)
+        words = kept + [flag, *value.split()]
+    return "convzoo " + " ".join(words)
+
+
+# Commands whose library call applies convzoo.runtime's thread policy itself and shows it in its first line.
+_SHOW_THEIR_THREADS = ("train", "nas")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """The one error boundary: a mistake a user can make (a convzoo error, a bad value, a path that cannot be
+    read or written, Ctrl-C) is one line naming the problem and the fix, exit code 2 (130 for Ctrl-C); anything
+    else is a bug: one line asking to report it, exit code 1. --debug shows the traceback of either."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    command = " ".join(filter(None, ("convzoo", args.command, getattr(args, "nas_command", None))))
     try:
+        if hasattr(args, "threads") and args.command not in _SHOW_THEIR_THREADS:
+            # The one thread policy (convzoo.runtime), shown before the work starts.
+            print(f"{command}: {use_threads(args.threads)}", file=sys.stderr)
         return args.run(args)
-    except ConvzooError as err:
-        print(f"convzoo {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        if debug:
+            raise
+        print(f"\n{command}: {err.message if isinstance(err, Interrupted) else 'interrupted'}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, ConvzooError) as err:
+        if debug:
+            raise
+        message = user_error_message(err)
+        if isinstance(err, MemoryEstimateError) and err.fixes:
+            message += ". A command that fits: " + " ; ".join(command_with(argv, [fix]) for fix in err.fixes)
+        print(f"{command}: error: {message}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 (the boundary: a bug gets one line, --debug its traceback)
+        if debug:
+            raise
+        print(f"{command}: internal error: {type(err).__name__}: {err}", file=sys.stderr)
+        print("This is a bug in convzoo: please report it with the command you ran and the traceback that "
+              f"`{command} ... --debug` prints.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

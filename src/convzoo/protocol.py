@@ -89,6 +89,8 @@ class ConvzooModel(Protocol):
     resolved_args   arguments the network resolved itself (a spec file into the spec), recorded in model_args
     min_input_size  the smallest (H, W) its arguments accept, or None for the card's
     aux_weight      the weight of an auxiliary head's loss (0.0: none)
+    image_input_weights  the weights that read the image, adapted to other input channels when loading
+                    (empty: the first convolution's)
     remap_state_dict(state)  renames legacy keys before weights are matched
     """
 
@@ -97,6 +99,7 @@ class ConvzooModel(Protocol):
     resolved_args: dict[str, Any]
     min_input_size: tuple[int, int] | None
     aux_weight: float
+    image_input_weights: tuple[str, ...]
 
     def remap_state_dict(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]: ...
 

@@ -33,7 +33,7 @@ class LoadReport:
     """What load_weights did beyond a plain strict load."""
 
     dropped_classifier: list[str] = field(default_factory=list)
-    adapted_input_conv: str | None = None
+    adapted_input_conv: str | None = None  # the image-reading convolutions adapted, "key (shape) -> (shape), ..."
     remapped_keys: int = 0
 
     def messages(self) -> list[str]:
@@ -41,7 +41,8 @@ class LoadReport:
         if self.dropped_classifier:
             out.append(f"classifier of a different size left at its initial values: {', '.join(self.dropped_classifier)}")
         if self.adapted_input_conv:
-            out.append(f"first convolution adapted to the model's input channels: {self.adapted_input_conv}")
+            out.append(f"convolutions reading the image adapted to the model's input channels: "
+                       f"{self.adapted_input_conv}")
         return out
 
 
@@ -60,17 +61,48 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as err:
             raise WeightsError(f"{str(path)!r} is not a readable safetensors file (truncated or corrupt?): {err}") from err
+    not_weights = (f"{str(path)!r} is not a PyTorch or safetensors weights file (truncated, corrupt, or another "
+                   f"format): give a .safetensors or torch.save file")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    # torch.save writes a zip archive (PK), or before PyTorch 1.6 a pickle (protocol 2-5: 0x80 0x02-0x05).
+    if not (head == b"PK" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))):
+        raise WeightsError(not_weights)
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own warnings about odd pickles: the error below says it all
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if not (_is_zip(path) if head == b"PK" else _is_whole_pickle(path)):  # not refused for what it builds: broken
+            raise WeightsError(not_weights) from err
         raise WeightsError(
             f"refusing to load {str(path)!r}: it is a pickle holding objects other than tensors, and unpickling "
             f"it could run arbitrary code. Convert it to safetensors where it came from "
             f"(safetensors.torch.save_file(model.state_dict(), 'weights.safetensors'))."
         ) from err
-    except Exception as err:  # zip errors, truncated files, random bytes
-        raise WeightsError(f"{str(path)!r} is not a PyTorch or safetensors weights file (truncated or corrupt?): {err}") from err
+    except Exception as err:  # zip errors, truncated files
+        raise WeightsError(not_weights) from err
     return _unwrap(obj, path)
+
+
+def _is_zip(path: Path) -> bool:
+    import zipfile
+
+    return zipfile.is_zipfile(path)
+
+
+def _is_whole_pickle(path: Path) -> bool:
+    """Whether the file reads as a complete pickle (opcode by opcode, nothing run): a pickle torch refused for
+    what it builds, rather than bytes that only start like one."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as f:
+            for _ in pickletools.genops(f):
+                pass
+    except Exception:  # noqa: BLE001 (any parse failure: not a pickle)
+        return False
+    return True
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -134,15 +166,20 @@ def fit_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[di
     expected = model.state_dict()
     state = dict(state)
     num_classes = _num_classes(model)
+    # The convolutions that read the image: those a network declares (a NAS network: every layer without
+    # inputs), else its first.
     first_conv = next((k for k, v in expected.items() if k.endswith("weight") and v.dim() == 4), None)
+    declared = model.image_input_weights if isinstance(model, ConvzooModel) else ()
+    image_inputs = set(declared or ([first_conv] if first_conv else []))
+    adapted = []
     mismatched = {}
     for key, tensor in list(state.items()):
         if key not in expected or expected[key].shape == tensor.shape:
             continue
         want = expected[key].shape
-        if (key == first_conv and tensor.dim() == 4 and tensor.shape[0] == want[0] and tensor.shape[2:] == want[2:]):
+        if (key in image_inputs and tensor.dim() == 4 and tensor.shape[0] == want[0] and tensor.shape[2:] == want[2:]):
             state[key] = _adapt_input_conv(tensor, want[1]).to(tensor.dtype)
-            report.adapted_input_conv = f"{key} {tuple(tensor.shape)} -> {tuple(want)}"
+            adapted.append(f"{key} {tuple(tensor.shape)} -> {tuple(want)}")
         elif (num_classes is not None and want[0] == num_classes and tensor.shape[1:] == want[1:]):
             module_path = key.rsplit(".", 1)[0]
             if module_path not in report.dropped_classifier:
@@ -150,6 +187,7 @@ def fit_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[di
             del state[key]
         else:
             mismatched[key] = (tuple(tensor.shape), tuple(want))
+    report.adapted_input_conv = ", ".join(adapted) or None
     dropped = set(report.dropped_classifier)
     missing = [k for k in expected if k not in state and k.rsplit(".", 1)[0] not in dropped]
     unexpected = [k for k in state if k not in expected]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from convzoo.cli import main
 
 TINY = ["--data", "digits", "--input-size", "1x8x8", "--filter-sizes", "1", "3", "--num-filters", "4", "8",
@@ -38,8 +40,9 @@ def test_nas_search_and_show(tmp_path, capsys):
 
 
 def test_nas_search_refuses_a_zero_budget(tmp_path, capsys):
-    assert main(["nas", "search", *TINY, "--budget", "0", "--out", str(tmp_path / "s")]) == 2
-    assert "budget must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # refused when the command line is parsed
+        main(["nas", "search", *TINY, "--budget", "0", "--out", str(tmp_path / "s")])
+    assert exited.value.code == 2 and "--budget: expected a whole number of at least 1" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
 

@@ -13,7 +13,8 @@ from convzoo.errors import RunFolderError
 from convzoo.nas import enas
 from convzoo.nas.enas import EnasSettings, SharedNetwork, shared_step
 from convzoo.nas.folder import SearchFolder
-from convzoo.nas.search import SearchConfig, search
+from convzoo.nas.config import SearchConfig
+from convzoo.nas.search import search
 from convzoo.nas.space import SearchSpace
 from convzoo.nas.spec import SpecError, load_spec, spec_key
 
@@ -227,3 +228,11 @@ def test_children_that_cannot_be_built_get_reward_zero_and_are_not_trained(tmp_p
     assert errors and all(row["reward"] == 0 and row["spec"] is None for row in errors)
     assert "invalid" in errors[0]["error"] and result.best["error"] is None and result.best["reward"] > 0
     assert all(layer["inputs"] == [] for layer in load_spec(tmp_path / "s")["layers"])
+
+
+def test_enas_takes_fewer_epochs_than_the_reward_epochs_it_does_not_use():
+    from convzoo.nas.search import SearchConfig
+
+    assert SearchConfig.for_method({"method": "enas", "epochs": 3}).epochs == 3
+    with pytest.raises(ValueError, match="reward_epochs"):
+        SearchConfig.for_method({"method": "reinforce", "epochs": 3})

@@ -21,7 +21,7 @@ def _config(shapes, out, **overrides):
     # Fixed layout and precision: runs that are compared with each other must not measure (training/speed.py).
     settings = dict(data=str(shapes), out=str(out), epochs=2, batch_size=16, threads=1, amp=False, channels_last=False)
     settings.update(overrides)
-    return make_config("lenet5", **settings)
+    return make_config(settings.pop("model", "lenet5"), **settings)
 
 
 def _tensors(path):
@@ -38,6 +38,19 @@ def _optimizer_tensors(resume_file) -> dict:
     state = torch.load(resume_file, weights_only=True)["optimizer"]["state"]
     return {f"{index}.{name}": value for index, entry in state.items() for name, value in entry.items()
             if isinstance(value, torch.Tensor)}
+
+
+def _whole_and_resumed(shapes, tmp_path, quiet, settings) -> tuple[RunFolder, RunFolder]:
+    """Train 2 epochs in one go ("whole") and 1 epoch then --resume for the second ("split"); check that the
+    weights, the best checkpoint and the optimizer state are the same tensors."""
+    train(_config(shapes, tmp_path / "whole", **settings), console=quiet)
+    train(_config(shapes, tmp_path / "split", **{**settings, "epochs": 1}), console=quiet)
+    train(_config(shapes, tmp_path / "split", **settings), resume=True, console=quiet)
+    whole, split = RunFolder(tmp_path / "whole"), RunFolder(tmp_path / "split")
+    _assert_same_tensors(_tensors(whole.last), _tensors(split.last))
+    _assert_same_tensors(_tensors(whole.best), _tensors(split.best))
+    _assert_same_tensors(_optimizer_tensors(whole.resume), _optimizer_tensors(split.resume))
+    return whole, split
 
 
 def test_run_folder_holds_everything(shapes, tmp_path, quiet):
@@ -82,14 +95,7 @@ def test_run_folder_holds_everything(shapes, tmp_path, quiet):
 def test_resume_continues_bit_for_bit(shapes, tmp_path, quiet):
     """2 epochs in one go == 1 epoch, then --resume for the second: every weight, buffer and optimizer tensor."""
     settings = dict(lr_scheduler="step", lr_step_size=1, lr_gamma=0.5, random_crop_padding=2)
-    train(_config(shapes, tmp_path / "whole", **settings), console=quiet)
-    train(_config(shapes, tmp_path / "split", **{**settings, "epochs": 1}), console=quiet)
-    train(_config(shapes, tmp_path / "split", **settings), resume=True, console=quiet)
-
-    whole, split = RunFolder(tmp_path / "whole"), RunFolder(tmp_path / "split")
-    _assert_same_tensors(_tensors(whole.last), _tensors(split.last))
-    _assert_same_tensors(_tensors(whole.best), _tensors(split.best))
-    _assert_same_tensors(_optimizer_tensors(whole.resume), _optimizer_tensors(split.resume))
+    whole, split = _whole_and_resumed(shapes, tmp_path, quiet, settings)
     assert whole.metrics.read_text().count("\n") == split.metrics.read_text().count("\n") == 3
     assert json.loads(whole.results.read_text()) == json.loads(split.results.read_text()) | {
         "train_seconds": json.loads(whole.results.read_text())["train_seconds"]}
@@ -160,12 +166,21 @@ def test_an_existing_run_is_not_overwritten_and_resume_needs_a_run(shapes, tmp_p
         train(_config(shapes, tmp_path / "empty", epochs=1), resume=True, console=quiet)
 
 
-def test_resume_refuses_data_with_other_classes(shapes, tmp_path, quiet, shapes_writer):
-    train(_config(shapes, tmp_path / "run", epochs=1), console=quiet)
-    other = shapes_writer(tmp_path / "other", {"train": 4})
-    (other / "train" / "cross").rename(other / "train" / "plus")
+def test_resume_refuses_data_whose_classes_changed(tmp_path, quiet, shapes_writer):
+    data = shapes_writer(tmp_path / "data", {"train": 6})
+    train(_config(data, tmp_path / "run", epochs=1), console=quiet)
+    (data / "train" / "cross").rename(data / "train" / "plus")
     with pytest.raises(DataError, match="do not match"):
-        train(_config(other, tmp_path / "run", epochs=2), resume=True, console=quiet)
+        train(_config(data, tmp_path / "run", epochs=2), resume=True, console=quiet)
+
+
+def test_resume_from_python_refuses_changed_settings_as_the_cli_does(shapes, tmp_path, quiet):
+    train(_config(shapes, tmp_path / "run", epochs=1), console=quiet)
+    with pytest.raises(RunFolderError, match="may change, not: lr, momentum"):
+        train(_config(shapes, tmp_path / "run", epochs=2, lr=0.5, momentum=0.5), resume=True, console=quiet)
+    with pytest.raises(RunFolderError, match="is a run of lenet5, not resnet20"):
+        train(_config(shapes, tmp_path / "run", model="resnet20"), resume=True, console=quiet)
+    assert torch.load(tmp_path / "run" / "resume.pt", weights_only=True)["epoch"] == 1
 
 
 def test_missing_data_path_fails_before_training(tmp_path, quiet):
@@ -253,3 +268,107 @@ def test_a_corrupt_image_is_named_before_training_or_skipped_and_counted(tmp_pat
     config = json.loads((tmp_path / "lenient" / "config.json").read_text())
     assert config["data"]["skipped"] == [str(broken)]
     assert "skipped 1 unreadable images" in quiet.file.getvalue()
+
+
+@pytest.mark.slow
+def test_resume_is_bit_exact_with_every_practitioner_option_on(shapes, tmp_path, quiet):
+    """Fine-tuning from a file (a 10-class head dropped, the stem frozen, layer-wise rates), the EMA, mixup and
+    CutMix, RandAugment, random erasing, early stopping, TensorBoard and --lr auto: 2 epochs in one go == 1
+    epoch, then --resume for the second."""
+    from convzoo import create_model, save_weights
+
+    torch.manual_seed(7)
+    save_weights(create_model("resnet20", num_classes=10), tmp_path / "init.safetensors")
+    settings = dict(model="resnet20", input_size=(8, 8), init=str(tmp_path / "init.safetensors"),
+                    freeze=("stem",), lr_body=0.01, layer_decay=0.8, model_ema=0.9, mixup_alpha=0.2,
+                    cutmix_alpha=1.0, auto_augment="randaugment", random_erasing=0.25, patience=4,
+                    tensorboard=True, lr="auto", lr_find_steps=20)
+    whole, split = _whole_and_resumed(shapes, tmp_path, quiet, settings)
+    whole_ema, split_ema = (torch.load(r.resume, weights_only=True)["ema"] for r in (whole, split))
+    _assert_same_tensors(whole_ema, split_ema)
+    assert int(whole_ema["n_averaged"]) == 2 * (66 // 16)  # one EMA update a step
+    results = json.loads(whole.results.read_text())
+    assert results == json.loads(split.results.read_text()) | {"train_seconds": results["train_seconds"]}
+    assert {"per_class_precision", "per_class_recall", "most_confused", "worst_predictions"} <= set(results)
+    rows = list(csv.DictReader(whole.metrics.open()))
+    assert {"val_ema_loss", "val_ema_top1_accuracy", "better_weights"} <= set(rows[0])
+    # the finder ran once, before the first epoch, and the resumed run kept its rate
+    lr = json.loads(whole.lr_find_json.read_text())["suggestion"]
+    assert json.loads(split.config.read_text())["resolved"]["lr"] == lr == json.loads(whole.config.read_text())[
+        "resolved"]["lr"]
+    for picture in (whole.lr_find_png, whole.worst):
+        assert picture.read_bytes()[:4] == b"\x89PNG"
+    assert (whole.tensorboard / "events.out.tfevents.convzoo").stat().st_size > 0
+    # the frozen stem is the file's; the new 3-class head is not
+    initial, trained = _tensors(tmp_path / "init.safetensors"), _tensors(whole.last)
+    assert torch.equal(initial["conv1.weight"], trained["conv1.weight"])
+    assert torch.equal(initial["bn1.running_mean"], trained["bn1.running_mean"])
+    assert trained["fc.weight"].shape == (3, 64)
+
+
+def test_early_stopping_runs_no_epoch_after_patience_epochs_without_improvement(quiet):
+    from types import SimpleNamespace
+
+    from convzoo.training.engine import epochs_to_run
+
+    run = SimpleNamespace(config=SimpleNamespace(patience=2, epochs=10), start_epoch=0, history=[], best_epoch=0,
+                          ctx=SimpleNamespace(is_main=True), console=quiet,
+                          task=SimpleNamespace(primary_metric="top1_accuracy"))
+    ran = []
+    for epoch in epochs_to_run(run):
+        ran.append(epoch)
+        run.history.append({})
+        if epoch < 3:  # better every epoch up to the 3rd, never after
+            run.best_epoch = epoch + 1
+    assert ran == [0, 1, 2, 3, 4]
+    assert "early stop: no better validation top1_accuracy for 2 epochs since epoch 3" in quiet.file.getvalue()
+    run.start_epoch = 5  # a resumed run that had stopped stays stopped
+    assert list(epochs_to_run(run)) == []
+
+
+def test_the_ema_becomes_best_when_it_scores_better(quiet):
+    from types import SimpleNamespace
+
+    from convzoo.training.engine import record_epoch
+    from convzoo.training.optim import LRSchedule
+
+    task = Classification(list(CLASSES))
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    run = SimpleNamespace(task=task, schedule=LRSchedule(optimizer, "constant", epochs=2, steps_per_epoch=1),
+                          optimizer=optimizer, best_metric=None, best_epoch=0, best_weights="raw", history=[],
+                          ctx=SimpleNamespace(world_size=1))
+    progress = SimpleNamespace(images_per_second=1.0, seconds=1.0)
+    metrics = {key: 1.0 for key in ("loss", *task.row_metrics)}
+    assert record_epoch(run, 0, metrics, {**metrics, "top1_accuracy": 50.0,
+                                          "ema": {**metrics, "top1_accuracy": 60.0}}, progress)
+    assert (run.best_weights, run.best_metric, run.history[-1]["better_weights"]) == ("ema", 60.0, "ema")
+    assert not record_epoch(run, 1, metrics, {**metrics, "top1_accuracy": 55.0,
+                                              "ema": {**metrics, "top1_accuracy": 40.0}}, progress)
+    assert (run.best_epoch, run.best_weights, run.history[-1]["better_weights"]) == (1, "ema", "raw")
+
+
+def test_a_file_corrupt_only_in_its_pixels_stops_the_run_naming_it_and_resume_with_skip_bad_goes_on(
+        tmp_path, quiet, shapes_writer, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from convzoo.data import datasets
+    from convzoo.errors import CorruptImageError
+    from convzoo.training import resumed_config
+
+    data = shapes_writer(tmp_path / "data", {"train": 10, "test": 3})
+    cut = data / "train" / "hbar" / "005_cut.jpg"  # a JPEG cut in half: its header reads, its pixels do not
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(cut, quality=90)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    monkeypatch.setattr(datasets, "STATISTICS_FILES", 2)  # statistics from two files, so loading decodes neither
+    with pytest.raises(CorruptImageError, match=r"005_cut\.jpg.*found in epoch 1.*continues from epoch 1 with "
+                                                r"--resume") as caught:
+        # 28 training images in batches of 4: none dropped. No workers here: the data tests cover them.
+        train(_config(data, tmp_path / "run", epochs=2, batch_size=4, workers=0), console=quiet)
+    assert caught.value.path == str(cut)
+    assert RunFolder(tmp_path / "run").load_resume_state()["epoch"] == 0  # resumable from the start
+
+    result = train(resumed_config(tmp_path / "run", skip_bad=True), resume=True, console=quiet)
+    assert len(result.history) == 2 and result.test["unreadable_images"] == [str(cut)]
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["unreadable_images"] == [str(cut)]
+    assert "skipped 1 unreadable image(s) this epoch" in quiet.file.getvalue()

@@ -104,3 +104,12 @@ def test_cli_errors_are_one_line_not_a_traceback(trained_run, tmp_path, capsys):
     assert "convzoo predict: error:" in capsys.readouterr().err
     assert main(["eval", str(trained_run), "--data", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_predict_on_an_unreadable_image_advises_what_predict_can_do(trained_run, tmp_path, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    assert main(["predict", str(trained_run), str(broken)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "cannot read image" in err[-1] and "leave it out of the images to predict" in err[-1]
+    assert "--skip-bad" not in err[-1]

@@ -178,3 +178,22 @@ def test_segmentation_refuses_label_smoothing_and_the_cli_picks_its_recipe():
         build_task("segmentation", ["a", "b"], label_smoothing=0.1)
     assert _default_recipe("unet_padded") == "segmentation" and _default_recipe("lenet5") == "quick"
     assert _join_image_size([(64, 64), (48, 48)]) == (64, 48) and _join_image_size([(64, 32)]) == (64, 32)
+
+
+def test_a_segmentation_run_draws_its_worst_images_by_iou(seg_run):
+    results = json.loads((seg_run / "results.json").read_text())
+    ious = [row["iou"] for row in results["worst_images"]]
+    assert 1 <= len(ious) <= 4 and ious == sorted(ious) and all(0 <= iou <= 1 for iou in ious)
+    assert (seg_run / "worst_predictions.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_under_the_papers_test_protocols_scores_the_same_pixels(seg_run, canvases, capsys):
+    from convzoo.training.test_time import make_protocol
+
+    plain, = evaluate_checkpoints([seg_run], str(canvases))
+    multi, = evaluate_checkpoints([seg_run], str(canvases), protocol=make_protocol("deeplabv3"))
+    assert multi.metrics["pixels"] == plain.metrics["pixels"] and 0 <= multi.metrics["miou"] <= 1
+    assert multi.metrics["protocol"] == "scales 0.5,0.75,1,1.25,1.5,1.75, flip"
+    assert multi.metrics["loss"] != plain.metrics["loss"]
+    assert main(["eval", str(seg_run), "--data", str(canvases), "--scales", "1,1.5", "--flip", "--slide", "32,16"]) == 0
+    assert "test protocol: scales 1,1.5, flip, slide 32/16" in capsys.readouterr().out

@@ -69,6 +69,13 @@ class TensorField:
     spatial: bool = True
 
 
+def centre_size(field: TensorField, grid: Sequence[int]) -> tuple[float, ...]:
+    """How many input pixels the centre unit of a `grid`-sized map sees along each axis: the unit a report
+    gives, so that fixed context (a squeeze-and-excitation gate's view of the whole map) and the sliding
+    window are measured where a probe would measure them. Unit 0 once the axes are no longer spatial."""
+    return tuple(a.size_at((size - 1) // 2 if field.spatial else 0) for a, size in zip(field.axes, grid))
+
+
 def input_field(num_axes: int) -> TensorField:
     """The input image: every pixel sees itself; the first pixel's centre is the origin."""
     return TensorField(tuple(AxisField(rf=1, jump=1, start=0) for _ in range(num_axes)))

@@ -30,8 +30,8 @@ from ..errors import InputSizeError
 from ..protocol import card_of, model_args_of
 from ..registry import create_model, default_input_size, model_card
 from ..weights import described_model_args
-from .receptive_field import TensorField
-from .trace import CallNode, trace_model
+from .receptive_field import TensorField, centre_size
+from .trace import CallNode, Trace, on_meta, trace_model
 
 CONVENTIONS = ("all", "conv_linear")
 _MARKDOWN_HEADERS = ["layer", "type", "output (CxHxW)", "params", "MACs", "receptive field (px)", "jump (px)",
@@ -207,6 +207,16 @@ def summary(model_or_name: nn.Module | str | Path, input_size: tuple[int, ...] |
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     if depth is not None and depth < 0:
         raise ValueError(f"depth must be 0 or more (or None for every row), got {depth}")
+    model, name, input_size, copy_model = resolve_model(model_or_name, input_size, caller="summary", **model_kwargs)
+    trace = trace_model(model, input_size, name=name, copy_model=copy_model)
+    return report_from_trace(trace, name, input_size, depth=depth, convention=convention)
+
+
+def resolve_model(model_or_name: nn.Module | str | Path, input_size: tuple[int, ...] | None,
+                  caller: str = "summary", **model_kwargs: Any) -> tuple[nn.Module, str, tuple[int, ...], bool]:
+    """What a trace needs: the model (a registered name is built on the meta device with `model_kwargs`, owned
+    by the caller: `copy_model` False; a weights file or run folder that names its network is built as it
+    records), its name, and the input size (given, else what its arguments or card decide)."""
     if isinstance(model_or_name, (str, Path)) and _is_file_or_folder(model_or_name):
         recorded = described_model_args(model_or_name)
         if recorded is None:
@@ -215,7 +225,7 @@ def summary(model_or_name: nn.Module | str | Path, input_size: tuple[int, ...] |
         model_or_name, model_kwargs = recorded.pop("name"), {**recorded, **model_kwargs}
     if isinstance(model_or_name, str):
         card = model_card(model_or_name)
-        with torch.device("meta"):
+        with on_meta():
             model = create_model(card.name, **model_kwargs)
         copy_model = False
     elif isinstance(model_or_name, nn.Module):
@@ -223,16 +233,20 @@ def summary(model_or_name: nn.Module | str | Path, input_size: tuple[int, ...] |
             raise ValueError("model arguments apply to a registered name, not to a model already built")
         model, card, copy_model = model_or_name, card_of(model_or_name), True
     else:
-        raise TypeError(f"summary() takes an nn.Module or a registered model name, got {type(model_or_name).__name__}")
+        raise TypeError(f"{caller}() takes an nn.Module or a registered model name, "
+                        f"got {type(model_or_name).__name__}")
     name = card.name if card is not None else type(model).__name__
     model_args = model_args_of(model)
     if input_size is None and card is not None and model_args:
         # What the network was built for: its arguments may decide the input (a NAS spec) or its channels.
         channels, height, width = default_input_size(card.name, model_args)
         input_size = (model_args.get("in_chans", channels), height, width)
-    input_size = _check_input_size(input_size, card, name)
+    return model, name, _check_input_size(input_size, card, name), copy_model
 
-    trace = trace_model(model, input_size, name=name, copy_model=copy_model)
+
+def report_from_trace(trace: Trace, name: str, input_size: tuple[int, ...], depth: int | None = None,
+                      convention: str = "all") -> SummaryReport:
+    """The report of a trace already run (the drawing traces once and keeps both)."""
     return SummaryReport(
         model_name=name,
         input_size=input_size,
@@ -296,18 +310,11 @@ def _row(node: CallNode, params: int, macs: int) -> LayerRow:
     return LayerRow(
         name=node.path, type=node.type_name, depth=node.depth, call=node.call_index,
         output_shape=shapes[0] if len(shapes) == 1 else shapes, params=params, macs=macs,
-        receptive_field=None if fld is None else tuple(_number(a.size_at(_centre(size, fld.spatial)))
-                                                       for a, size in zip(fld.axes, node.grid)),
+        receptive_field=None if fld is None else tuple(_number(size) for size in centre_size(fld, node.grid)),
         jump=None if fld is None else tuple(_number(a.jump) for a in fld.axes),
         start=None if fld is None else tuple(_number(a.start) for a in fld.axes),
         activations=node.activations,
     )
-
-
-def _centre(size: int, spatial: bool) -> int:
-    """The unit whose field a row reports: the centre one, so that fixed context (a squeeze-and-excitation
-    gate's view of the whole map) and the sliding window are measured where a probe would measure them."""
-    return (size - 1) // 2 if spatial else 0
 
 
 # -- formatting helpers -------------------------------------------------------------------------------

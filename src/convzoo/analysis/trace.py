@@ -22,10 +22,12 @@ While it runs the tracer also keeps what the memory estimates need:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +77,24 @@ class Trace:
     training_activation_bytes: int
 
 
+class OpListener(Protocol):
+    """Told about every traced call as it happens (the drawing's dataflow graph is built this way).
+
+    `on_input` gets the model's input batch, `on_op` each torch call that returned tensors: the innermost
+    module call running it, the function, its rule's name (None when operations.RULES has none), the
+    call's arguments, the input and output tensors, its MACs and the receptive-field state of its first
+    output (None if not followed). `on_output` gets the model's output tensors. The tensors stay alive
+    until the trace ends, so their ids identify them meanwhile."""
+
+    def on_input(self, x: torch.Tensor) -> None: ...
+
+    def on_op(self, node: CallNode, func: Any, rule: str | None, args: tuple, kwargs: dict,
+              inputs: list[torch.Tensor], outputs: list[torch.Tensor], macs: int,
+              field: TensorField | None) -> None: ...
+
+    def on_output(self, outputs: list[torch.Tensor]) -> None: ...
+
+
 def _tensors(values: Iterable[Any]) -> list[torch.Tensor]:
     """The tensors among call arguments or outputs, one level into lists and tuples (torch.cat's list)."""
     found = []
@@ -108,8 +128,9 @@ def _op_name(func: Any) -> str:
 
 
 class _Tracer(TorchFunctionMode):
-    def __init__(self, names: dict[int, str], model_storages: set[int]):
+    def __init__(self, names: dict[int, str], model_storages: set[int], listener: OpListener | None = None):
         super().__init__()
+        self.listener = listener
         self.names = names
         self.model_storages = model_storages  # parameters and buffers: not activations
         self.stack: list[CallNode] = []
@@ -184,6 +205,7 @@ class _Tracer(TorchFunctionMode):
         rule = RULES.get(func)
         with_field = [(t, self.fields[id(t)]) for t in inputs if id(t) in self.fields]
         call = Call(args, kwargs, outputs[0], with_field)
+        macs = 0
         if rule is None:
             entry = self.uncounted.setdefault(_op_name(func), [0, 0])
             entry[0] += 1
@@ -203,6 +225,9 @@ class _Tracer(TorchFunctionMode):
                     self.fieldless[_op_name(func)] = None
                 else:
                     self.fields[id(tensor)] = new_field
+        if self.listener is not None:
+            self.listener.on_op(node, func, None if rule is None else rule.name, args, kwargs, inputs, outputs,
+                                macs, self.fields.get(id(outputs[0])))
         self.step += 1
         for tensor in inputs:
             entry = self.storages.get(_storage_key(tensor))
@@ -272,19 +297,23 @@ def _input_dtype(model: nn.Module) -> torch.dtype:
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.get_default_dtype())
 
 
-def trace_model(model: nn.Module, input_size: tuple[int, ...], *, name: str, copy_model: bool = True) -> Trace:
+def trace_model(model: nn.Module, input_size: tuple[int, ...], *, name: str, copy_model: bool = True,
+                listener: OpListener | None = None) -> Trace:
     """Run `model` once on a meta batch of one `input_size` input and record everything the report needs.
 
     With `copy_model=False` the model must already live on the meta device and belong to the caller
-    (summary() of a registered name builds one): it is put in eval mode instead of being copied."""
+    (summary() of a registered name builds one): it is put in eval mode instead of being copied.
+    `listener` (an OpListener) is told about every call as it happens."""
     with torch.inference_mode(False), torch.enable_grad():
         meta_model = _meta_copy(model) if copy_model else model
         meta_model.eval()
         names = {id(m): path for path, m in meta_model.named_modules()}
         model_tensors = list(meta_model.parameters()) + list(meta_model.buffers())
-        tracer = _Tracer(names, {_storage_key(t) for t in model_tensors})
+        tracer = _Tracer(names, {_storage_key(t) for t in model_tensors}, listener)
         x = torch.empty((1, *input_size), device="meta", dtype=_input_dtype(meta_model))
         tracer.add_input(x, num_axes=len(input_size) - 1)
+        if listener is not None:
+            listener.on_input(x)
         pre_handle = register_module_forward_pre_hook(tracer.enter)
         post_handle = register_module_forward_hook(tracer.exit)
         try:
@@ -298,6 +327,8 @@ def trace_model(model: nn.Module, input_size: tuple[int, ...], *, name: str, cop
             pre_handle.remove()
             post_handle.remove()
         tracer.finish(_output_tensors(output))
+        if listener is not None:
+            listener.on_output(_output_tensors(output))
 
     root = tracer.root
     unused = {}
@@ -329,3 +360,43 @@ def _failure_message(name: str, input_size: tuple[int, ...], stack: list[CallNod
         where = "the model's own forward"
     return (f"{name} failed in {where} on a {size} input (traced on the meta device): "
             f"{type(err).__name__}: {err}")
+
+
+# -- building on the meta device ----------------------------------------------------------------------------------
+
+_INIT_LOCK = threading.Lock()
+_INIT_USERS = 0
+_INIT_ORIGINALS: dict[str, Any] = {}
+
+
+def _skipping_meta(original):
+    def init(tensor, *args, **kwargs):
+        # A meta tensor has a shape and no values: initialising it changes nothing, and PyTorch decomposes each
+        # initialiser in Python on meta. Any other tensor (another thread's real network) is initialised.
+        return tensor if isinstance(tensor, torch.Tensor) and tensor.is_meta else original(tensor, *args, **kwargs)
+    return init
+
+
+@contextlib.contextmanager
+def on_meta():
+    """Build modules on the meta device, their weight initialisers (torch.nn.init) skipped for meta tensors: about
+    half the cost of building a network there (DenseNet-201, ResNet-1202), nothing of what a trace measures."""
+    global _INIT_USERS
+    with _INIT_LOCK:
+        if _INIT_USERS == 0:
+            for name in dir(nn.init):
+                function = getattr(nn.init, name)
+                if name.endswith("_") and not name.startswith("_") and callable(function):
+                    _INIT_ORIGINALS[name] = function
+                    setattr(nn.init, name, _skipping_meta(function))
+        _INIT_USERS += 1
+    try:
+        with torch.device("meta"):
+            yield
+    finally:
+        with _INIT_LOCK:
+            _INIT_USERS -= 1
+            if _INIT_USERS == 0:
+                for name, function in _INIT_ORIGINALS.items():
+                    setattr(nn.init, name, function)
+                _INIT_ORIGINALS.clear()

@@ -42,7 +42,9 @@ class Network(nn.Module):
     resolved_args: Dict[str, Any] = {}
     min_input_size = None
     aux_weight = 0.0
-    __jit_ignored_attributes__ = ["card", "model_args", "resolved_args", "min_input_size", "aux_weight"]
+    image_input_weights: Tuple[str, ...] = ()  # the weights that read the image, where not just the first conv
+    __jit_ignored_attributes__ = ["card", "model_args", "resolved_args", "min_input_size", "aux_weight",
+                                  "image_input_weights"]
     __jit_unused_properties__ = ["feature_info", "pretrained_cfg"]
 
     @torch.jit.unused

@@ -44,6 +44,7 @@ from ..errors import SpecError
 from ..models.classification.nas import NASNetwork, concat_padded, save_spec, spec_head_inputs, spec_key
 from ..training.optim import LRSchedule, build_optimizer
 from ..training.progress import EpochProgress
+from .config import SearchConfig, SearchResult, prepare_folder
 from .controller import Controller, ReinforceUpdater
 from .folder import best_row, plot_rewards
 from .space import SearchSpace
@@ -310,13 +311,57 @@ def train_controller(shared: SharedNetwork, controller: Controller, updater: Rei
 
 
 
-def run_enas(config, out: str | Path, resume: bool = False, *, console: Console | None = None):
+def check_enas_memory(config: SearchConfig, settings: EnasSettings, images: int, num_classes: int):
+    """ENAS's estimated peak memory (convzoo/memory.py), checked against what the machine has: the shared weights
+    with their gradients and optimizer state, the splits stacked in memory (`images` of them), and the
+    activations of the space's largest child at the training batch and at the scoring batch."""
+    from ..memory import Guard, MemoryEstimate, baseline_bytes, network_footprint
+    from ..training.optim import optimizer_states
+
+    channels = config.input_size[0]
+    states = optimizer_states(config.opt, config.momentum)
+    cache: dict = {}
+    try:
+        config.space.make_spec(config.space.largest_layers(config.start_layers, config.input_size), config.input_size)
+    except SpecError:  # no child can be built at this input size: the search scores them 0 and trains nothing
+        return None
+
+    def estimate_at(batch: int, size: tuple[int, int]) -> MemoryEstimate:
+        input_size = (channels, *size)
+        if size not in cache:
+            with torch.device("meta"):
+                shared = SharedNetwork(config.space, config.start_layers, input_size, num_classes)
+            spec = config.space.make_spec(config.space.largest_layers(config.start_layers, input_size), input_size)
+            cache[size] = (sum(p.numel() * p.element_size() for p in shared.parameters()),
+                           network_footprint("nas", input_size, {"spec": spec}, num_classes))
+        weights, child = cache[size]
+        stacked = images * channels * size[0] * size[1] * 4
+        trained = {"shared weights": weights, "gradients": weights, "optimizer state": states * weights,
+                   "splits stacked": stacked}
+        phases = {
+            "stacking the splits": {"splits stacked, and their items": 2 * stacked},
+            "shared training": {**trained, "activations of the largest child":
+                                batch * (child.training_activation_bytes + child.inference_activation_bytes)},
+            "scoring children": {**trained, "activations of the largest child":
+                                 settings.eval_batch_size * child.inference_activation_bytes},
+            "state saves": {**trained, "state being written": 2 * (1 + states) * weights},
+        }
+        return MemoryEstimate(what=f"the ENAS search at {channels}x{size[0]}x{size[1]}, batch {batch}",
+                              baseline=baseline_bytes(), phases=phases, batch_size=batch, input_size=input_size,
+                              largest_layer=child.largest_layer)
+
+    guard = Guard(estimate_at, batch_size=config.batch_size, size=tuple(config.input_size[1:]),
+                  format_size=lambda size: f"{channels}x{size[0]}x{size[1]}")
+    return guard.check(force=config.force)
+
+
+def run_enas(config: SearchConfig, out: str | Path, resume: bool = False, *,
+             console: Console | None = None) -> SearchResult:
     """Run (or with resume=True continue) the ENAS search `config` (a SearchConfig with method "enas") into the
     folder `out`; returns its SearchResult. At the end `config.budget` children sampled from the trained
     controller are scored on the whole validation split with the shared weights (the leaderboard), and the
     best is written as best.json."""
     from ..data import load_data
-    from .search import SearchResult, prepare_folder
 
     console = console or Console()
     settings = EnasSettings.from_dict(config.enas)
@@ -327,6 +372,7 @@ def run_enas(config, out: str | Path, resume: bool = False, *, console: Console 
         raise ValueError(f"train_settings ({', '.join(sorted(config.train_settings))}) do not apply to ENAS: its "
                          f"shared weights train with lr, batch_size, opt, momentum, weight_decay and enas.*")
     data = load_data(config.data, config.input_size, val_split=config.val_split, seed=config.seed)
+    check_enas_memory(config, settings, len(data.train) + len(data.val), data.num_classes)  # before stacking
     train_images, train_labels = _stack(data.train)
     val_images, val_labels = _stack(data.val)
     if len(train_images) < config.batch_size:
@@ -398,11 +444,11 @@ def run_enas(config, out: str | Path, resume: bool = False, *, console: Console 
 
 # A leaderboard row (folder.LEADERBOARD_COLUMNS). ENAS trains no child alone: no train_seconds, no run folder.
 _EMPTY_ROW = {"index": None, "method": "enas", "key": None, "num_layers": None, "reward": None, "val_accuracy": None,
-              "params": None, "macs": None, "train_seconds": None, "duplicate_of": None, "run": None, "error": None,
-              "spec": None}
+              "params": None, "macs": None, "train_seconds": None, "duplicate_of": None, "run": None, "attempts": None,
+              "error": None, "spec": None}
 
 
-def score_children(shared: SharedNetwork, controller: Controller, config, settings: EnasSettings,
+def score_children(shared: SharedNetwork, controller: Controller, config: SearchConfig, settings: EnasSettings,
                    images: Tensor, labels: Tensor) -> list[dict]:
     """Sample `config.budget` children from the trained controller and score each (once per distinct
     architecture) on the whole validation split with the shared weights: the leaderboard rows."""

@@ -21,12 +21,12 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import RunFolderError
-from ..io import atomic_write_bytes, atomic_write_text
+from ..io import atomic_write_bytes, atomic_write_text, read_json
 
 STATE_FORMAT = "convzoo-nas-state"
 _STATE_KEY = "convzoo_nas_state"
 LEADERBOARD_COLUMNS = ("index", "method", "key", "num_layers", "reward", "val_accuracy", "params", "macs",
-                       "train_seconds", "duplicate_of", "run", "error", "spec")
+                       "train_seconds", "duplicate_of", "run", "attempts", "error", "spec")
 
 
 class SearchFolder:
@@ -49,13 +49,24 @@ class SearchFolder:
     def child(self, index: int) -> Path:
         return self.children / f"{index:04d}"
 
+    def write_child(self, index: int, files: dict[str, bytes]) -> Path:
+        """Write a child's run folder sent back by a worker that does not share this disk ({relative path:
+        bytes}), each file atomically."""
+        child = self.child(index)
+        for name, data in files.items():
+            target = (child / name).resolve()
+            if not target.is_relative_to(child.resolve()):
+                raise RunFolderError(f"a child's file {name!r} would land outside its run folder {str(child)!r}")
+            atomic_write_bytes(target, data)
+        return child
+
     def write_config(self, config: dict) -> None:
         atomic_write_text(self.config, json.dumps(config, indent=2) + "\n")
 
     def read_config(self) -> dict:
         if not self.config.is_file():
             raise RunFolderError(f"{str(self.path)!r} holds no search.json: it is not a convzoo search folder")
-        return json.loads(self.config.read_text())
+        return read_json(self.config, fix="restore it from a copy, or search anew into another --out")
 
     def save_state(self, state: dict) -> None:
         """`state`: nested dicts/lists of plain values and tensors (optimizer states included)."""

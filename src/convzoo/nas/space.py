@@ -65,6 +65,14 @@ class SearchSpace:
                            "inputs": inputs})
         return layers
 
+    def largest_layers(self, num_layers: int, input_size: tuple[int, int, int]) -> list[dict]:
+        """The layers of the space's largest child of `num_layers` layers (what the memory guard sizes a search
+        by): the most filters, the widest kernel the input takes, the smallest stride, every skip connection."""
+        side = min(input_size[1:])
+        kernel = max([k for k in self.filter_sizes if k <= 2 * side - 1] or [min(self.filter_sizes)])
+        return [{"num_filters": max(self.num_filters), "filter_height": kernel, "filter_width": kernel,
+                 "stride": min(self.strides), "inputs": list(range(i))} for i in range(num_layers)]
+
     def make_spec(self, layers: list[dict], input_size: tuple[int, int, int], meta: dict | None = None) -> dict:
         """A valid spec of `layers` at `input_size` (C, H, W), checked against this space. Raises SpecError naming
         the field when a layer is not valid (e.g. a filter larger than its input can take) or not in the

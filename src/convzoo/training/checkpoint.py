@@ -8,6 +8,9 @@
       best.safetensors     the weights of the epoch with the best validation metric
       resume.pt            model, optimizer and schedule state after the latest epoch, for --resume
       curves.png           learning curves;  confusion_matrix.png: the test split's confusion matrix
+      worst_predictions.png  the test images with the highest loss (segmentation: the lowest IoU)
+      lr_find.json/.png    the learning-rate finder's sweep and suggestion (--lr auto)
+      tensorboard/         TensorBoard event file (--tensorboard), the same figures as metrics.csv
 
 Every file is written atomically (temp file, fsync, rename), so a run killed at any moment leaves the previous
 version of each file intact. resume.pt holds the model weights too: it is the one file --resume reads, so it
@@ -32,7 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import RunFolderError, WeightsError, WeightsFileNotFoundError
-from ..io import atomic_write_bytes, atomic_write_text
+from ..io import atomic_write_bytes, atomic_write_text, read_json
 from ..weights import read_state_dict, save_weights
 from .tasks import Task, build_task
 
@@ -53,6 +56,10 @@ class RunFolder:
         self.resume = self.path / "resume.pt"
         self.curves = self.path / "curves.png"
         self.confusion = self.path / "confusion_matrix.png"
+        self.worst = self.path / "worst_predictions.png"
+        self.lr_find_json = self.path / "lr_find.json"
+        self.lr_find_png = self.path / "lr_find.png"
+        self.tensorboard = self.path / "tensorboard"
 
     def holds_run(self) -> bool:
         return self.resume.is_file() or self.config.is_file()
@@ -63,7 +70,7 @@ class RunFolder:
     def read_config(self) -> dict:
         if not self.config.is_file():
             raise RunFolderError(f"{str(self.path)!r} holds no config.json: it is not a convzoo run folder")
-        return json.loads(self.config.read_text())
+        return read_json(self.config, fix="restore it from a copy, or train anew into another --out")
 
     def write_metrics(self, history: Sequence[dict]) -> None:
         """The whole table each time (a few hundred rows at most): after a resume it holds exactly the epochs of

@@ -8,6 +8,7 @@ so the data is prepared exactly as the network saw it in training, whatever data
 """
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +19,17 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import DataError
+from ..errors import CorruptImageError, DataError
 from ..io import atomic_write_bytes
 from ..layers.crf import DenseCRF
 from ..protocol import main_output
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, read_checkpoint_description
 from .losses import center_crop_to
 from .metrics import ClassificationMeter
 from .segmentation_metrics import SegmentationMeter
+from .sizes import check_inference_memory
 from .tasks import Task, check_data_for_task
+from .test_time import EvalProtocol, protocol_probabilities
 
 # The dense CRF's colour kernel width (theta_beta = 13) is in 0-255 intensities, as Kraehenbuehl & Koltun's.
 _CRF_INTENSITY_SCALE = 255.0
@@ -73,17 +76,22 @@ def metrics_from_probabilities(probabilities: Tensor, labels: Tensor, classes: S
 
 def evaluate_checkpoints(checkpoints: Sequence[str | Path], data: str, split: str | None = None, crops: int = 1,
                          batch_size: int = 64, device: str | torch.device = "cpu",
-                         skip_bad: bool = False, crf: DenseCRF | None = None) -> list[EvalResult]:
+                         skip_bad: bool = False, crf: DenseCRF | None = None,
+                         protocol: EvalProtocol | None = None, force: bool = False) -> list[EvalResult]:
     """Each checkpoint's metrics on `split` ("test", or "val"; default: test when the data has one) of `data`,
     and, with several checkpoints, the metrics of their ensemble: the average of their softmax outputs (how
     AlexNet's seven networks took the top-5 error from 18.2% to 15.4%).
 
     Segmentation checkpoints give mIoU, pixel accuracy, mean Dice and per-class IoU over the split's pixels;
-    with `crf` each softmax is refined by the dense CRF (on the un-normalised image) before the argmax."""
+    with `crf` each softmax is refined by the dense CRF (on the un-normalised image) before the argmax; with
+    `protocol` (test_time.py: multi-scale, flip, sliding window) each softmax is the protocol's average.
+    The estimated peak memory is checked first (convzoo/memory.py; `force` runs it anyway)."""
     if crops not in (1, 10):
         raise ValueError(f"crops must be 1 or 10, got {crops}")
     if not checkpoints:
         raise ValueError("give at least one checkpoint")
+    check_inference_memory([read_checkpoint_description(path) for path in checkpoints], batch_size * crops, data,
+                           force=force)
     loaded: list[Checkpoint] = [load_checkpoint(path, device) for path in checkpoints]
     first = loaded[0]
     for other in loaded[1:]:
@@ -94,7 +102,10 @@ def evaluate_checkpoints(checkpoints: Sequence[str | Path], data: str, split: st
     if first.task.name == "segmentation":
         if crops != 1:
             raise ValueError("10-crop testing is for classification; a segmentation network labels the whole image")
-        return _evaluate_segmentation_checkpoints(loaded, data, split, batch_size, skip_bad, crf)
+        return _evaluate_segmentation_checkpoints(loaded, data, split, batch_size, skip_bad, crf, protocol)
+    if protocol is not None and not protocol.single:
+        raise ValueError(f"multi-scale, flip and sliding-window testing are for segmentation; {first.path} is a "
+                         f"classification checkpoint (its test-time averaging is --crops 10)")
     if crf is not None:
         raise ValueError(f"the CRF refines per-pixel predictions; {first.path} is a classification checkpoint")
     return _evaluate_classification_checkpoints(loaded, data, split, crops, batch_size, skip_bad)
@@ -147,7 +158,8 @@ def _split_of(bundle, data: str, split: str | None) -> str:
 
 
 def _evaluate_segmentation_checkpoints(loaded: list[Checkpoint], data: str, split: str | None, batch_size: int,
-                                       skip_bad: bool, crf: DenseCRF | None) -> list[EvalResult]:
+                                       skip_bad: bool, crf: DenseCRF | None,
+                                       protocol: EvalProtocol | None) -> list[EvalResult]:
     from ..data import load_data
 
     first = loaded[0]
@@ -164,9 +176,10 @@ def _evaluate_segmentation_checkpoints(loaded: list[Checkpoint], data: str, spli
     bundle.check_classes(first.classes)
     chosen = _split_of(bundle, data, split)
     metrics = evaluate_segmentation([c.model for c in loaded], getattr(bundle, chosen), first.classes,
-                                    first.mean, first.std, batch_size, crf)
+                                    first.mean, first.std, batch_size, crf, protocol)
     names = [str(c.path) for c in loaded] + (["ensemble"] if len(loaded) > 1 else [])
-    extra = {"split": chosen, "crf": crf is not None}
+    extra = {"split": chosen, "crf": crf is not None,
+             "protocol": (protocol or EvalProtocol()).describe()}
     return [EvalResult(name, {**extra, **({"members": len(loaded)} if name == "ensemble" else {}), **m})
             for name, m in zip(names, metrics)]
 
@@ -174,19 +187,24 @@ def _evaluate_segmentation_checkpoints(loaded: list[Checkpoint], data: str, spli
 @torch.no_grad()
 def evaluate_segmentation(models: Sequence[nn.Module], dataset: Dataset, classes: Sequence[str],
                           mean: Sequence[float], std: Sequence[float], batch_size: int = 16,
-                          crf: DenseCRF | None = None) -> list[dict]:
+                          crf: DenseCRF | None = None, protocol: EvalProtocol | None = None) -> list[dict]:
     """The segmentation metrics (SegmentationMeter.compute) of each network on `dataset`'s (image, mask)
     items, and with several networks those of their ensemble (mean softmax) last. With `crf`, every softmax
     (and the ensemble's) is refined by mean-field inference on the image as it was before normalisation
     (`mean`, `std`), in 0-255 intensities, before the argmax. The loss reported is the mean -log p of the true
-    class over the labelled pixels."""
+    class over the labelled pixels. With `protocol` (test_time.py) each network's softmax is averaged over the
+    protocol's scales, flips and windows."""
     device = next(models[0].parameters()).device
     for model in models:
         model.eval()
     meters = [SegmentationMeter(len(classes)) for _ in range(len(models) + (len(models) > 1))]
     for images, masks in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         images = images.to(device)
-        probabilities = [main_output(model(images)).float().softmax(dim=1) for model in models]
+        if protocol is None or protocol.single:
+            probabilities = [main_output(model(images)).float().softmax(dim=1) for model in models]
+        else:
+            probabilities = [protocol_probabilities(model, images, protocol, input_side=max(images.shape[-2:]))
+                             for model in models]
         if len(models) > 1:
             probabilities.append(torch.stack(probabilities).mean(dim=0))
         for meter, probs in zip(meters, probabilities):
@@ -208,13 +226,17 @@ def _crf_image(images: Tensor, mean: Sequence[float], std: Sequence[float], size
 @torch.no_grad()
 def predict_images(checkpoint: str | Path | Checkpoint, images: Sequence[str | Path], top: int = 5,
                    crops: int = 1, device: str | torch.device = "cpu", out: str | Path | None = None,
-                   crf: DenseCRF | None = None) -> list[dict]:
+                   crf: DenseCRF | None = None, force: bool = False) -> list[dict]:
     """Classification: the `top` most probable classes of each image file, with their probabilities.
-    Segmentation: each image's mask, written to `out` (see `predict_masks`)."""
+    Segmentation: each image's mask, written to `out` (see `predict_masks`). The estimated peak memory is
+    checked first (`force` runs it anyway)."""
     from ..data import load_image
 
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
+    if not isinstance(checkpoint, Checkpoint):
+        check_inference_memory([read_checkpoint_description(checkpoint)], crops, None, force=force,
+                               what="predicting with", batch_flag=None)
     checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, device)
     if checkpoint.task.name == "segmentation":
         if crops != 1:
@@ -229,8 +251,9 @@ def predict_images(checkpoint: str | Path | Checkpoint, images: Sequence[str | P
     device = next(model.parameters()).device
     predictions = []
     for path in images:
-        image = load_image(path, checkpoint.input_size, checkpoint.mean, checkpoint.std, crops=crops,
-                           border=checkpoint.border)
+        with _named_image_fix():
+            image = load_image(path, checkpoint.input_size, checkpoint.mean, checkpoint.std, crops=crops,
+                               border=checkpoint.border)
         batch = image if image.dim() == 4 else image[None]
         probabilities = checkpoint.task.probabilities(model(batch.to(device))).mean(dim=0, keepdim=True).cpu()
         predictions.append({
@@ -239,6 +262,16 @@ def predict_images(checkpoint: str | Path | Checkpoint, images: Sequence[str | P
                             for name, p in checkpoint.task.top(probabilities, top)[0]],
         })
     return predictions
+
+
+@contextlib.contextmanager
+def _named_image_fix():
+    """An image the user named that cannot be read: the fix is to fix it or leave it out (predict skips nothing)."""
+    try:
+        yield
+    except CorruptImageError as err:
+        raise CorruptImageError(err.path, err.reason, "Fix the file, or leave it out of the images to predict.") \
+            from err
 
 
 @torch.no_grad()
@@ -266,7 +299,8 @@ def predict_masks(checkpoint: Checkpoint, images: Sequence[str | Path], out: str
     normalize = Normalize(checkpoint.mean, checkpoint.std)
     results = []
     for path in paths:
-        image = decode_image(path, channels)
+        with _named_image_fix():
+            image = decode_image(path, channels)
         fitted = fit_inside_size(*image.shape[-2:], (height, width))
         network_view = torch.zeros(channels, height, width)
         network_view[:, :fitted[0], :fitted[1]] = resize(image, fitted)

@@ -16,12 +16,16 @@ OPTIMIZERS = ("sgd", "sgd_nesterov", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "plateau")
 
 
-def build_optimizer(params: Iterable[nn.Parameter], name: str, lr: float, momentum: float = 0.9,
+def build_optimizer(params: Iterable[nn.Parameter] | Iterable[dict], name: str, lr: float, momentum: float = 0.9,
                     weight_decay: float = 0.0, rmsprop_alpha: float = 0.9) -> torch.optim.Optimizer:
     """sgd / sgd_nesterov: SGD with (Nesterov) momentum and L2 weight decay, as every paper in the zoo up to
     ResNet and DenseNet trains. adamw: Adam with decoupled weight decay (Loshchilov & Hutter 2019).
     rmsprop: RMSProp with momentum, as Inception-v3 and MobileNet train (decay `rmsprop_alpha`, 0.9)."""
-    params = [p for p in params if p.requires_grad]
+    params = list(params)
+    if params and isinstance(params[0], dict):  # parameter groups, each with its own rate (fine-tuning)
+        params = [{**group, "params": [p for p in group["params"] if p.requires_grad]} for group in params]
+    else:
+        params = [p for p in params if p.requires_grad]
     if name in ("sgd", "sgd_nesterov"):
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
                                nesterov=name == "sgd_nesterov" and momentum > 0)
@@ -30,6 +34,18 @@ def build_optimizer(params: Iterable[nn.Parameter], name: str, lr: float, moment
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=rmsprop_alpha, momentum=momentum,
                                    weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+
+
+def optimizer_states(name: str, momentum: float = 0.9) -> int:
+    """The state tensors `build_optimizer(name, momentum=...)` keeps a parameter, each the parameter's size (what
+    the memory guard counts): SGD's momentum buffer, AdamW's two moments, RMSProp's square average (and momentum)."""
+    if name in ("sgd", "sgd_nesterov"):
+        return 1 if momentum > 0 else 0
+    if name == "adamw":
+        return 2
+    if name == "rmsprop":
+        return 2 if momentum > 0 else 1
     raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
 
 

@@ -5,14 +5,17 @@ learning curves). The engine calls only these, so classification and segmentatio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from ..data.segmentation import SEGMENTATION_KINDS, is_segmentation_source
 from ..errors import DataError
 from ..protocol import main_output
+from .error_analysis import classification_errors, segmentation_errors
 from .losses import CEDiceLoss
 from .metrics import ClassificationMeter
 from .segmentation_metrics import SegmentationMeter
@@ -43,6 +46,8 @@ class Task(Protocol):
     def running_score(self, meter: Meter) -> str: ...
     def epoch_text(self, row: dict) -> str: ...
     def test_text(self, metrics: dict) -> str: ...
+    def error_analysis(self, network: nn.Module, dataset: Dataset, mean: Sequence[float], std: Sequence[float],
+                       metrics: dict, picture: Path) -> dict: ...
 
 
 @dataclass
@@ -86,6 +91,12 @@ class Classification:
     def test_text(self, metrics: dict) -> str:
         return (f"top-1 accuracy {metrics['top1_accuracy']:.2f}%, top-5 {metrics['top5_accuracy']:.2f}% "
                 f"({metrics['images']} images)")
+
+    def error_analysis(self, network: nn.Module, dataset: Dataset, mean: Sequence[float], std: Sequence[float],
+                       metrics: dict, picture: Path) -> dict:
+        """Per-class precision and recall, the most-confused pairs, the highest-loss images (a PNG grid)."""
+        return classification_errors(network, dataset, self.classes, mean, std, metrics["confusion_matrix"],
+                                     picture)
 
 
 @dataclass
@@ -132,6 +143,11 @@ class Segmentation:
     def test_text(self, metrics: dict) -> str:
         return (f"mIoU {_fraction(metrics['miou'])}, pixel accuracy {_fraction(metrics['pixel_accuracy'])} "
                 f"({metrics['images']} images, {metrics['pixels']:,} labelled pixels)")
+
+    def error_analysis(self, network: nn.Module, dataset: Dataset, mean: Sequence[float], std: Sequence[float],
+                       metrics: dict, picture: Path) -> dict:
+        """The images with the lowest IoU (a PNG of image, true and predicted masks)."""
+        return segmentation_errors(network, dataset, self.classes, mean, std, picture, self.probabilities)
 
 
 def _fraction(value: float | None) -> str:

@@ -387,6 +387,9 @@ class NASNetwork(ClassifierNetwork):
             layers.append(ConvBnAct(chans, layer["num_filters"], (fh, fw), stride=layer["stride"],
                                     padding=(fh // 2, fw // 2)))
         self.layers = NASCell(layers, self.inputs, self.head_inputs)
+        # The weights that read the image (several layers may): load_weights adapts each to other input channels.
+        self.image_input_weights = tuple(f"layers.{i}.0.weight" for i, inputs in enumerate(self.inputs)
+                                         if not inputs)
         self.num_features = sum(spec_layers[j]["num_filters"] for j in self.head_inputs)
         self.avgpool = self._pool()
         self.fc = self._new_classifier(num_classes)
