@@ -132,8 +132,13 @@ def sweep(name: str) -> Sweep:
 
 
 # Each network's checks share its Sweep: with pytest-xdist they run in one worker (--dist loadgroup).
+# The deepest networks cost seconds per pass, even on the meta device (per-operation overhead).
+DEEPEST = {"resnet1202", "preact_resnet1001"}
+
+
 def by_network(names):
-    return [pytest.param(n, marks=pytest.mark.xdist_group(n)) for n in names]
+    return [pytest.param(n, marks=[pytest.mark.xdist_group(n)] + ([pytest.mark.slow] if n in DEEPEST else []))
+            for n in names]
 
 
 @pytest.mark.parametrize("name", by_network(ALL))
@@ -321,6 +326,7 @@ def test_summary_takes_model_arguments_and_a_weights_file_naming_its_network(tmp
     assert convzoo.summary(str(path)).total_params == report.total_params
 
 
+@pytest.mark.slow
 def test_export_takes_a_save_weights_file(tmp_path):
     model = convzoo.create_model("resnet20", num_classes=3).eval()
     path = convzoo.save_weights(model, tmp_path / "r20.safetensors")

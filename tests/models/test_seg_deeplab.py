@@ -194,7 +194,7 @@ def test_multi_grid_keeps_the_map_size_and_changes_the_function():
     grid.load_state_dict(plain.state_dict())
     x = torch.randn(1, 3, 70, 50)
     with torch.no_grad():
-        a, b = plain(x), grid(x)
+        a, b = plain(x)["out"], grid(x)["out"]
     assert a.shape == b.shape == (1, 3, 70, 50)
     assert not torch.allclose(a, b)
     with pytest.raises(ValueError, match="one rate multiplier per unit.*3 units, got 2"):

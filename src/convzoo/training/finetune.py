@@ -30,7 +30,6 @@ from rich.console import Console
 from torch import nn
 
 from ..errors import WeightsError
-from ..protocol import Classifier
 
 _STAGE_NAME = re.compile(r"layer\d+$")
 
@@ -63,13 +62,15 @@ def _declared_stages(network: nn.Module) -> list[Stage] | None:
     order), for networks without torchvision's `layer<N>` names (whose names are what people type, and which
     a declaration may group differently, e.g. a CIFAR ResNet's stem with layer1): the first declared stage is
     the stem, the others are named by their last module path, the rest of the network is the head."""
-    if not isinstance(network, Classifier):
+    declare = getattr(network, "feature_stages", None)
+    if not callable(declare):
         return None
     parts, claimed = [], set()
-    for index, stage in enumerate(network.feature_stages()):
+    for index, stage in enumerate(declare()):
         steps = tuple(step for step in stage.steps if step not in claimed)
         claimed.update(steps)
-        parts.append(("stem" if index == 0 else stage.steps[-1], steps))
+        # Named by its last module not already claimed: a module a family reuses (LeNet-5's squash) names none.
+        parts.append(("stem" if index == 0 else (steps or stage.steps)[-1], steps))
     names = [name for name, _ in network.named_children()]
     head = tuple(name for name in names if not any(step.split(".")[0] == name for step in claimed))
     return [Stage(name, modules, depth) for depth, (name, modules) in enumerate(parts + [("head", head)])]
