@@ -102,6 +102,11 @@ def test_a_run_page_shows_the_test_images_of_a_confusion_matrix_cell(page, site,
     assert page.eval_on_selector_all("#cell-images img", "imgs => imgs.every(i => i.naturalWidth > 0)")
     worst = page.eval_on_selector_all("#worst .thumb", "ts => ts.length")
     assert worst == len(results["worst_predictions"])
+    # The engine's explain/ gallery of the run (docs/explain.md): every method, every picture loaded.
+    gallery = json.loads((digits_run / "explain" / "index.json").read_text())
+    methods = page.eval_on_selector_all("#explain-pictures section h3", "hs => hs.map(h => h.textContent)")
+    assert sorted(methods) == sorted(gallery["methods"])
+    assert page.eval_on_selector_all("#explain-pictures img", "imgs => imgs.length > 1 && imgs.every(i => i.naturalWidth > 0)")
     page.screenshot(path=str(artifacts / "run.png"), full_page=True)
 
 
@@ -115,6 +120,7 @@ def write_gallery(run, tmp_path):
 
     copy = tmp_path / "lenet5-explained"
     shutil.copytree(run, copy)
+    shutil.rmtree(copy / "explain", ignore_errors=True)  # the engine's own gallery, replaced by this one
     entries = {}
     for method, names in (("gradcam", ["test0", "test3"]), ("feature-maps", ["test0_c1", "test3_c1", "test3_c3"]),
                           ("filters", ["c1"])):

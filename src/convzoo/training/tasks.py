@@ -120,9 +120,10 @@ class Segmentation:
         self._criterion = CEDiceLoss()
 
     def loss(self, outputs: Tensor | dict[str, Tensor], targets: Tensor) -> Tensor:
+        loss = self._criterion(main_output(outputs), targets)
         if isinstance(outputs, dict) and "aux" in outputs:
-            return self._criterion(outputs["out"], targets) + self.aux_weight * self._criterion(outputs["aux"], targets)
-        return self._criterion(outputs, targets)
+            loss = loss + self.aux_weight * self._criterion(outputs["aux"], targets)
+        return loss
 
     def meter(self) -> SegmentationMeter:
         return SegmentationMeter(len(self.classes))
