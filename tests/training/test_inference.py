@@ -52,10 +52,34 @@ def test_ensemble_averages_the_softmax_of_its_members(trained_run, second_run, s
 
 
 def test_ten_crops_average_ten_views(trained_run, shapes):
-    (one,) = evaluate_checkpoints([trained_run], str(shapes), crops=1)
+    """--crops 10 scores each image by the mean of its ten views' softmax probabilities, computed here by hand
+    one view at a time."""
+    from convzoo.data import load_data
+
     (ten,) = evaluate_checkpoints([trained_run], str(shapes), crops=10)
-    assert ten.metrics["crops"] == 10 and ten.metrics["images"] == one.metrics["images"]
-    assert ten.metrics["loss"] != one.metrics["loss"]  # other views of the images, so other probabilities
+    checkpoint = load_checkpoint(trained_run)
+    bundle = load_data(str(shapes), checkpoint.input_size, mean=checkpoint.mean, std=checkpoint.std,
+                       border=checkpoint.border)
+    views = bundle.multi_crop("test", 10)
+    averaged, first_view, labels = [], [], []
+    with torch.no_grad():
+        for index in range(len(views)):
+            stack, label = views[index]
+            assert stack.shape[0] == 10
+            probabilities = [torch.softmax(checkpoint.model(view[None]), dim=1)[0] for view in stack]
+            averaged.append(sum(probabilities) / 10)
+            first_view.append(probabilities[0])
+            labels.append(int(label))
+    expected = metrics_from_probabilities(torch.stack(averaged), torch.tensor(labels), checkpoint.classes)
+    assert ten.metrics["crops"] == 10 and ten.metrics["images"] == len(labels)
+    assert ten.metrics["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert ten.metrics["confusion_matrix"] == expected["confusion_matrix"]
+    # image by image, the averaged probabilities the evaluation uses are the hand-averaged ones, and the views
+    # differ enough that one view alone would not pass
+    used, used_labels = class_probabilities(checkpoint.model, views, checkpoint.task)
+    assert used_labels.tolist() == labels
+    torch.testing.assert_close(used, torch.stack(averaged), rtol=0, atol=1e-6)
+    assert (torch.stack(first_view) - torch.stack(averaged)).abs().max() > 1e-4
 
 
 def test_eval_refuses_data_with_other_classes(trained_run, tmp_path, shapes_writer):
