@@ -13,7 +13,7 @@ from rich.table import Table
 from .analysis import CONVENTIONS, summary
 from .analysis.compare import compare, complexity_chart
 from .argtypes import (ArgumentParser, add_device_argument, add_threads_argument, device, fraction, non_negative_float,
-                       non_negative_int, out_file, out_folder, positive_float, positive_int, unit_interval)
+                       non_negative_int, out_file, out_folder, port, positive_float, positive_int, unit_interval)
 from .errors import ConvzooError, DrawError, Interrupted, MemoryEstimateError, UnknownModelError, user_error_message
 from .registry import list_models, model_card
 from .runtime import use_threads
@@ -158,6 +158,21 @@ def _cmd_draw(args: argparse.Namespace) -> int:
     out = draw_to_file(args.source, out=args.out, force=args.force, input_size=args.input, depth=args.depth,
                        expand=args.expand, direction=args.direction)
     print(f"drawing written to {out}")
+    return 0
+
+
+def _cmd_explore(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .explore import build_site, serve
+
+    out = args.out or (tempfile.mkdtemp(prefix="convzoo-explore-") if args.serve else "explore")
+    site = build_site(args.items, out=out, progress=True, workers=args.workers)
+    print(f"explorer written to {site.index} ({len(site.networks)} networks, {len(site.runs)} runs, "
+          f"{site.files} files, {site.bytes / 2**20:.1f} MiB, {site.seconds:.1f} s); open it in a browser, no server "
+          f"needed")
+    if args.serve:
+        serve(site.out, port=args.port)
     return 0
 
 
@@ -493,6 +508,8 @@ def _add_training_commands(commands) -> None:
     p.add_argument("--out", "--output-dir", dest="out", type=out_folder, metavar="DIR", default=unset,
                    help="run folder (default: runs/MODEL-DATA, numbered if it exists)")
     _add_train_settings(p)
+    p.add_argument("--explain", action=argparse.BooleanOptionalAction, default=unset,
+                   help="write the explain/ gallery of a few test images at the end (default: on)")
     p.set_defaults(run=_cmd_train)
 
     p = commands.add_parser("lr-find", help="the learning-rate range test: loss against an exponentially growing rate",
@@ -550,6 +567,63 @@ def _add_training_commands(commands) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.set_defaults(run=_cmd_predict)
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+
+    options = {key: getattr(args, key) for key in ("window", "stride", "channels") if getattr(args, key) is not None}
+    layer = args.layer[0] if args.layer and len(args.layer) == 1 else args.layer
+    result = explain(args.source, args.images or None, args.method, layer=layer, target=args.target, out=args.out,
+                     device=args.device, **options)
+    numbers, files = result.numbers, result.numbers["files"]
+    if "targets" in numbers:
+        table = Table(title=f"{args.method} of {result.model}" + (f" at {numbers['layer']['layer']}"
+                                                                  if "layer" in numbers else ""), title_justify="left")
+        for column in ("image", "class", "probability", "peak pixel" if args.method != "occlusion" else
+                       "lowest probability"):
+            table.add_column(column, justify="right" if column != "image" else "left")
+        for entry in numbers["targets"]:
+            last = (f"{entry['peak_pixel']}" if "peak_pixel" in entry else f"{entry['lowest_probability']:.4f}")
+            table.add_row(str(numbers["images"][entry["image"]]), entry["class"], f"{entry['probability']:.4f}", last)
+        _console().print(table)
+    elif "theoretical_box" in numbers:
+        share = numbers.get("box_share_holding_90_percent")
+        print(f"{result.model} {numbers['layer']['layer']} unit {numbers['unit']}: theoretical receptive field "
+              f"{numbers['theoretical_box']} (top, left, bottom, right), gradient support {numbers['support_box']}"
+              + (f", 90% of the gradient in {share:.1%} of the box" if share is not None else ""))
+    print(f"{len(files['pngs'])} PNG(s), {files['json']}" + (f", {files['npz']}" if "npz" in files else "")
+          + f" in {args.out} (index: {args.out}/index.json)")
+    return 0
+
+
+def _add_explain_command(commands) -> None:
+    from .explain import METHODS
+
+    p = commands.add_parser("explain", help="look inside a trained network: feature maps, filters, CAMs, occlusion, "
+                                            "effective receptive field",
+                            description="What a trained network sees in images. Writes PNGs, a JSON of the numbers "
+                                        "behind them and an NPZ of the maps to --out (docs/explain.md).")
+    p.add_argument("source", metavar="CKPT|RUN_FOLDER", help=".safetensors checkpoint or run folder (its best)")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (filters needs none)")
+    p.add_argument("--method", choices=METHODS, default="gradcam", help="default: gradcam")
+    p.add_argument("--layer", action="append", default=None, metavar="MODULE_PATH",
+                   help="a module path (`convzoo summary NAME` lists them); feature-maps takes several. Default: "
+                        "the stages (feature-maps), the first conv (filters), else the last stage before global "
+                        "pooling (a segmentation network: its classifier's input)")
+    p.add_argument("--class", dest="target", default=None, metavar="C",
+                   help="class name or index to explain (default: the predicted class; segmentation: each "
+                        "predicted class)")
+    p.add_argument("--out", required=True, type=out_folder, metavar="DIR")
+    p.add_argument("--window", type=positive_int, default=None, metavar="PX",
+                   help="occlusion: the square's side (default: a seventh of the image's shorter side)")
+    p.add_argument("--stride", type=positive_int, default=None, metavar="PX",
+                   help="occlusion: the step between squares (default: a quarter of the window)")
+    p.add_argument("--channels", type=positive_int, default=None, metavar="N",
+                   help="feature-maps: channels drawn per layer, most active first (default 32)")
+    add_device_argument(p)
+    add_threads_argument(p)
+    p.set_defaults(run=_cmd_explain)
 
 
 def _nas_search_settings(args: argparse.Namespace) -> dict:
@@ -822,6 +896,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--course", action="store_true", help="write the course's figures (PNG and SVG) to --out DIR")
     p.set_defaults(run=_cmd_draw)
 
+    p = commands.add_parser("explore", help="write the explorer: one offline web page of the zoo, networks and runs")
+    p.add_argument("items", nargs="*", metavar="NAME|RUN_FOLDER",
+                   help="registered names, wildcards ('resnet*') or `convzoo train` run folders (none: every network)")
+    p.add_argument("--out", type=out_folder, default=None, metavar="DIR",
+                   help="the site's folder (default ./explore; with --serve, a temporary folder); open DIR/index.html")
+    p.add_argument("--serve", action="store_true", help="then serve it on http://127.0.0.1:PORT/ until Ctrl-C")
+    p.add_argument("--port", type=port, default=8000, metavar="N", help="the port for --serve (default 8000)")
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="processes drawing the networks (default: one per usable core for more than 8 networks)")
+    p.set_defaults(run=_cmd_explore)
+
     from .bench import add_bench_arguments
 
     p = commands.add_parser("bench", help="inference and training throughput against the machine's matmul peak")
@@ -829,6 +914,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_bench)
 
     _add_training_commands(commands)
+    _add_explain_command(commands)
     _add_nas_commands(commands)
     return parser
 

@@ -245,3 +245,27 @@ def test_resampled_units_are_centred_on_the_coordinate_they_read(upsample, perio
     if upsample.mode != "nearest":
         units += [(middle + 1, middle - 1), (middle - 1, middle + 2)]
     assert_centres_match(model, (1, 43, 43), units, period)
+
+
+def test_a_strided_slice_shortcut_keeps_the_field_local():
+    """The CIFAR ResNets' option-A shortcut takes x[:, :, ::2, ::2]: every other unit, not a flattening, so
+    layer2 and layer3 of resnet20 see 37 and 81 pixels, not the whole image."""
+    from convzoo.layers.residual import ZeroPadShortcut
+
+    rows = {r.name: r for r in summary("resnet20", (3, 128, 128)).rows}
+    assert rows["layer2"].receptive_field == (37, 37) and rows["layer3"].receptive_field == (81, 81)
+    assert rows["layer2.0.downsample"].jump == (2, 2) and rows["layer2.0.downsample"].start == (0, 0)
+    assert_probe_matches(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), Shortcut(ZeroPadShortcut(2, 4, stride=2))),
+                         (1, 33, 33))
+
+
+class Shortcut(nn.Module):
+    """A 3x3 stride-2 conv beside a zero-padding shortcut, added: the sum sees the union."""
+
+    def __init__(self, shortcut):
+        super().__init__()
+        self.shortcut = shortcut
+        self.conv = nn.Conv2d(2, 4, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.conv(x) + self.shortcut(x)

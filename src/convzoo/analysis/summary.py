@@ -28,7 +28,7 @@ from torch import nn
 from ..errors import InputSizeError
 from ..registry import create_model, default_input_size, model_card
 from .receptive_field import TensorField, centre_size
-from .trace import CallNode, Trace, trace_model
+from .trace import CallNode, Trace, on_meta, trace_model
 
 CONVENTIONS = ("all", "conv_linear")
 _MARKDOWN_HEADERS = ["layer", "type", "output (CxHxW)", "params", "MACs", "receptive field (px)", "jump (px)",
@@ -214,7 +214,7 @@ def resolve_model(model_or_name: nn.Module | str, input_size: tuple[int, ...] | 
     `copy_model` False), its name, and the input size (given, else what its arguments or card decide)."""
     if isinstance(model_or_name, str):
         card = model_card(model_or_name)
-        with torch.device("meta"):
+        with on_meta():
             model = create_model(card.name)
         copy_model = False
     elif isinstance(model_or_name, nn.Module):

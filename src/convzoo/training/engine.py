@@ -116,6 +116,7 @@ class TrainConfig:
     workers: int | None = None                  # DataLoader processes; None: chosen for the data and machine
     threads: int | None = None                  # CPU threads per process; None: convzoo.runtime's policy
     tensorboard: bool = False                   # TensorBoard event files beside metrics.csv (training/tensorboard.py)
+    explain: bool = True                        # write the explain/ gallery at the end (convzoo.explain)
     out: str | None = None
     force: bool = False                         # run even when the memory estimate exceeds what is available
 
@@ -166,7 +167,7 @@ LR_FIND_EPOCH = 2**31 - 1
 
 # Settings a resumed run may change: they alter how it runs, never what it computes (skip_bad: only which
 # unreadable files stop it, so a run stopped by one can go on without it).
-RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out", "force", "skip_bad")
+RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out", "force", "skip_bad", "explain")
 
 
 def train(config: TrainConfig, *, resume: bool = False, console: Console | None = None) -> TrainResult:
@@ -194,7 +195,9 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                               f"`convzoo train --resume {run.folder.path}`") from err
         finally:
             plot_curves(run)
-        return finish(run)
+        result = finish(run)
+        explain_run(run)
+        return result
     finally:
         distributed.teardown(ctx)
 
@@ -507,7 +510,8 @@ def check_resume_settings(config: TrainConfig, folder: RunFolder | str | Path) -
     changed = sorted(k for k, v in config.to_dict().items() if k not in RESUME_MAY_CHANGE and given.get(k) != v)
     if changed:
         raise RunFolderError(f"--resume continues a run with its own settings ({folder.path}/config.json); only "
-                             f"--epochs, --device, --workers and --threads may change, not: {', '.join(changed)}")
+                             f"--epochs, --device, --workers, --threads and --no-explain may change, not: "
+                             f"{', '.join(changed)}")
 
 
 def resumed_config(folder: str | Path, model: str | None = None, **changes: Any) -> TrainConfig:
@@ -697,6 +701,18 @@ def finish(run: Run) -> TrainResult:
                           f"{' (EMA weights)' if run.best_weights == 'ema' else ''}; results in {folder.results}, "
                           f"worst predictions in {folder.worst}", highlight=False, soft_wrap=True)
     return TrainResult(out=folder.path, history=run.history, best_epoch=run.best_epoch, test=results)
+
+
+def explain_run(run: Run) -> None:
+    """The explain/ gallery: what the best checkpoint sees in a few test images (convzoo.explain.gallery)."""
+    if not (run.ctx.is_main and run.config.explain):
+        return
+    from ..explain.gallery import write_gallery  # explain reads checkpoints: imported here, not above
+
+    dataset = run.data.test if run.data.test is not None else run.data.val
+    out = write_gallery(run.folder.path, dataset)
+    run.console.print(f"explained: feature maps, filters, Grad-CAM, occlusion and the effective receptive field of "
+                      f"a few {run.test_split} images in {out}", highlight=False, soft_wrap=True)
 
 
 @torch.no_grad()
