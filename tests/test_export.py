@@ -238,3 +238,19 @@ def test_onnx_equals_pytorch_for_every_network(name, tmp_path, one_thread):
     assert_onnx_matches(model, out, size)
     out.unlink()
     print(f"{name} at {size}px: {time.perf_counter() - start:.1f} s")
+
+
+def test_the_onnx_file_has_its_batch_norms_folded_and_its_graph_optimisation_recorded(tmp_path):
+    import onnx
+
+    torch.manual_seed(0)
+    size = 32
+    model = realistic(convzoo.create_model("resnet18", num_classes=10), size)
+    batch_norms = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    out = export(model, format="onnx", out=tmp_path / "r18.onnx", input_size=(3, size, size))
+    assert_onnx_matches(model, out, size)  # the unfolded network's outputs, within float32 rounding
+    operators = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert "BatchNormalization" not in operators and {"Conv", "Gemm"} <= operators
+    recorded = json.loads(Path(f"{out}.json").read_text())["graph_optimisation"]
+    assert recorded["batch_norms_folded"] == batch_norms == 20 and recorded["batch_norms_left"] == []
+    assert recorded["constant_folding"] and recorded["onnxruntime_offline_level"] == "ORT_ENABLE_BASIC"

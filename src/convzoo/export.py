@@ -8,6 +8,11 @@ Every format takes any batch size (a dynamic first axis); the other input axes a
 Beside the file, FILE.json says what it holds: the network, its input (size, and for a checkpoint the class
 names and the normalisation the images need), the input and output names, and the exporter used.
 
+The exported network is for inference: every batch norm that follows a convolution is folded into it first
+(`convzoo.deploy.fold_batch_norms`), the exporters fold constants, and an ONNX file then goes through
+onnxruntime's basic, portable graph optimisations offline (where onnxruntime is installed), so the file is as
+fast as it can be in any runtime; FILE.json's "graph_optimisation" records what was done.
+
 Every file is checked before it is kept: run at batch 1 and 3 (ONNX in onnxruntime, where installed) and
 compared with PyTorch. ONNX goes through PyTorch's TorchScript-based exporter first, which is about ten times
 faster than the torch.export-based one; where it fails, or writes a graph that computes something else (it
@@ -31,6 +36,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .deploy import FoldReport, fold_batch_norms
 from .errors import ConvzooError
 from .io import atomic_write_text
 
@@ -135,6 +141,34 @@ def _fix_adaptive_pools(model: nn.Module, example: torch.Tensor) -> None:
         setattr(model.get_submodule(parent_name) if parent_name else model, attribute, replacement)
 
 
+# What every ONNX file's graph has been through, recorded in its sidecar ("graph_optimisation").
+ONNX_OPTIMISATION = ("batch norms folded into the convolutions before them (convzoo.deploy.fold_batch_norms, "
+                     "in PyTorch, within float32 rounding); constants folded by the exporter; then, where onnxruntime is "
+                     "installed, onnxruntime's basic graph optimisations applied offline (constant folding, "
+                     "redundant node elimination, Conv+Add/Mul/BatchNorm fusions: standard ONNX operators only, "
+                     "so the file stays portable to any runtime)")
+
+
+def optimise_onnx_file(path: Path) -> str | None:
+    """Rewrite the ONNX file at `path` with onnxruntime's basic (portable) graph optimisations applied; returns
+    the level applied, or None where onnxruntime is not installed. Its extended and full levels add operators
+    of onnxruntime's own (fused convolutions, its NCHWc layout) and are left to the session that loads it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    optimised = path.with_name(path.name + ".optimised")
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(optimised)
+    try:
+        onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        optimised.replace(path)
+    finally:
+        optimised.unlink(missing_ok=True)
+    return "ORT_ENABLE_BASIC"
+
+
 def _export_onnx_torchscript(model: nn.Module, example: torch.Tensor, out: Path) -> None:
     with warnings.catch_warnings():
         # The TorchScript-based exporter is deprecated in favour of the torch.export-based one, but it is several
@@ -143,13 +177,16 @@ def _export_onnx_torchscript(model: nn.Module, example: torch.Tensor, out: Path)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*[Cc]onstant folding.*")
         torch.onnx.export(model, (example,), str(out), dynamo=False, input_names=[INPUT_NAME],
-                          output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+                          output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                          do_constant_folding=True)
+    optimise_onnx_file(out)
 
 
 def _export_onnx_dynamo(model: nn.Module, example: torch.Tensor, out: Path) -> None:
     program = torch.onnx.export(model, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                 dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
     program.save(str(out), external_data=False)
+    optimise_onnx_file(out)
 
 
 def _run_exported(format: str, out: Path) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -220,6 +257,19 @@ def _export_checked(model: nn.Module, format: str, example: torch.Tensor, out: P
     raise ExportError(f"cannot export to {format}: " + "; ".join(problems))
 
 
+def _optimisation_record(format: str, folded: FoldReport) -> dict:
+    record: dict = {"batch_norms_folded": len(folded.folded), "batch_norms_left": folded.left}
+    if format == "onnx":
+        import importlib.util
+
+        ort = importlib.util.find_spec("onnxruntime") is not None
+        record.update(constant_folding=True, onnxruntime_offline_level="ORT_ENABLE_BASIC" if ort else None,
+                      summary=ONNX_OPTIMISATION,
+                      at_load="onnxruntime: GraphOptimizationLevel.ORT_ENABLE_ALL (the default) adds its own "
+                              "fusions and layout for this machine; OpenVINO: its CPU plugin's, always")
+    return record
+
+
 def _save_torchscript(model: nn.Module, example: torch.Tensor, out: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -255,11 +305,15 @@ def export(model_or_name_or_ckpt: nn.Module | str | Path, format: str = "onnx", 
     model = copy.deepcopy(source).eval()
     example = torch.randn(_EXAMPLE_BATCH, *size)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # For inference only: every batch norm that follows a convolution is folded into it (exact, in float32
+    # rounding; the check below runs on the folded model, which tests/test_deploy.py holds to the original's).
+    folded = fold_batch_norms(model)
     with torch.no_grad():
         if format == "onnx":
             _fix_adaptive_pools(model, example)
         made = _export_checked(model, format, example, out, check)
     sidecar = {"format": format, **made, **described, "input_size": list(size), "input_name": INPUT_NAME,
-               "output_name": OUTPUT_NAME, "torch": torch.__version__}
+               "output_name": OUTPUT_NAME, "torch": torch.__version__,
+               "graph_optimisation": _optimisation_record(format, folded)}
     atomic_write_text(Path(f"{out}.json"), json.dumps(sidecar, indent=2, default=str) + "\n")
     return out
