@@ -44,6 +44,7 @@ from .argtypes import threads as threads_type
 from .engines import ENGINES
 from .io import atomic_write_text
 from .runtime import use_threads
+from .protocol import main_output
 from .training.speed import processor_name
 
 MODES = ("inference", "training")
@@ -154,7 +155,7 @@ def _step(model: nn.Module, mode: str, images: torch.Tensor, labels: torch.Tenso
 
     def train_step() -> object:
         optimizer.zero_grad(set_to_none=True)
-        output = model(images)
+        output = main_output(model(images))
         if output.dim() == 4:  # segmentation: a label per pixel
             output = output.mean(dim=(2, 3))
         loss = nn.functional.cross_entropy(output, labels)

@@ -100,7 +100,14 @@ def _input_size(text: str) -> tuple[int, ...]:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    report = summary(args.name, input_size=args.input, depth=args.depth, convention=args.convention)
+    model_args = dict(args.model_args or [])
+    name = args.name
+    if args.spec is not None:
+        model_args["spec"] = _nas_spec(name, args.spec)
+        name = name or "nas"
+    if name is None:
+        raise ConvzooError("give a model name, a checkpoint or run folder, or --spec FILE")
+    report = summary(name, input_size=args.input, depth=args.depth, convention=args.convention, **model_args)
     if args.format == "table":
         _console().print(report)
     elif args.format == "markdown":
@@ -850,7 +857,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_card)
 
     p = commands.add_parser("summary", help="per-layer output shapes, parameters, MACs, receptive fields; memory")
-    p.add_argument("name")
+    p.add_argument("name", nargs="?", metavar="NAME_OR_CKPT",
+                   help="a model name, a weights file that names its network (save_weights, `convzoo train`) or a "
+                        "run folder")
+    p.add_argument("--model-arg", dest="model_args", type=_model_arg, action="append", default=None,
+                   metavar="KEY=VALUE", help="keyword argument of the network, e.g. num_classes=10")
+    p.add_argument("--spec", default=None, metavar="FILE_OR_DIR", help="nas: the architecture spec to summarise")
     p.add_argument("--input", type=_input_size, default=None, metavar="CxHxW",
                    help="input size without the batch axis, e.g. 3x224x224 (default: the model card's)")
     p.add_argument("--format", choices=("table", "markdown", "json", "csv"), default="table")

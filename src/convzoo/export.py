@@ -2,6 +2,7 @@
 
     convzoo.export("resnet18", format="onnx", out="resnet18.onnx")                 # a registered name
     convzoo.export("runs/resnet20-digits/best.safetensors", out="r20.onnx")       # a checkpoint (or its folder)
+    convzoo.export("resnet18.safetensors", out="r18.onnx")                        # a save_weights file
     convzoo.export(model, format="torchscript", out="model.ts", input_size=(3, 64, 64))
 
 Every format takes any batch size (a dynamic first axis); the other input axes are fixed at `input_size`.
@@ -39,6 +40,7 @@ from torch import nn
 from .deploy import FoldReport, fold_batch_norms
 from .errors import ConvzooError
 from .io import atomic_write_text
+from .protocol import card_of, main_output, model_args_of
 
 
 class ExportError(ConvzooError, ValueError):
@@ -61,13 +63,27 @@ def _source_model(source: nn.Module | str | Path, model_kwargs: dict[str, Any]) 
         if model_kwargs:
             raise ValueError("model arguments apply to a registered name, not to a model already built")
         model = getattr(source, "_orig_mod", source)  # torch.compile's wrapper holds the module
-        return model, {"model": getattr(model, "model_args", {"class": type(model).__name__})}
+        return model, {"model": model_args_of(model) or {"class": type(model).__name__}}
     path = Path(source)
     if path.is_dir() or path.suffix == ".safetensors" or path.exists():
         if model_kwargs:
             raise ValueError("model arguments apply to a registered name; a checkpoint names its own network")
-        from .training.checkpoint import load_checkpoint
+        from .errors import WeightsError
+        from .training.checkpoint import load_checkpoint, read_checkpoint_description
+        from .weights import described_model_args, load_weights
 
+        try:
+            read_checkpoint_description(path)  # the header only: is it a `convzoo train` checkpoint?
+        except WeightsError:
+            recorded = described_model_args(path)
+            if recorded is None:
+                raise
+            # A save_weights file: it names its network and arguments, not the data it was trained on.
+            from .registry import create_model
+
+            model = create_model(recorded.pop("name"), **recorded)
+            load_weights(model, path)
+            return model.eval(), {"weights": str(path), "model": model.model_args}
         checkpoint = load_checkpoint(path)
         described = {key: checkpoint.description[key] for key in ("model", "task", "classes", "input_size", "mean",
                                                                   "std", "border") if key in checkpoint.description}
@@ -82,7 +98,7 @@ def _input_size(model: nn.Module, described: dict, input_size: tuple[int, ...] |
     if input_size is None:
         input_size = described.get("input_size")
     if input_size is None:
-        card = getattr(model, "card", None)
+        card = card_of(model)
         if card is None:
             raise ValueError("give input_size=(C, H, W): the model has no card to take its input size from")
         input_size = card.input_size
@@ -90,6 +106,18 @@ def _input_size(model: nn.Module, described: dict, input_size: tuple[int, ...] |
     if len(input_size) != 3 or min(input_size) < 1:
         raise ValueError(f"input_size is (channels, height, width) without the batch axis, got {input_size}")
     return input_size
+
+
+class OutputLogits(nn.Module):
+    """A segmentation network whose forward returns its "out" logits (protocol.main_output) rather than the
+    {"out", "aux"} dict, so every exporter writes one output tensor."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return main_output(self.network(x))
 
 
 class AdaptiveAvgPoolAsMatrices(nn.Module):
@@ -303,6 +331,9 @@ def export(model_or_name_or_ckpt: nn.Module | str | Path, format: str = "onnx", 
     source, described = _source_model(model_or_name_or_ckpt, model_kwargs)
     size = _input_size(source, described, input_size)
     model = copy.deepcopy(source).eval()
+    card = card_of(model)
+    if card is not None and card.task == "segmentation":
+        model = OutputLogits(model)  # the exported file returns the "out" logits, not a dict
     example = torch.randn(_EXAMPLE_BATCH, *size)
     out.parent.mkdir(parents=True, exist_ok=True)
     # For inference only: every batch norm that follows a convolution is folded into it (exact, in float32

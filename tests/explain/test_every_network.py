@@ -96,7 +96,7 @@ def test_segmentation_networks_are_explained_per_predicted_class(name):
     subject = prepare(cheap_model(name, size), copy_model=False)
     layers = subject.layers(size)
     gradcam = explain(subject, batch, "gradcam")
-    predicted = subject.model(batch).argmax(dim=1)[0]
+    predicted = subject.model(batch)["out"].argmax(dim=1)[0]
     classes = [entry["class_index"] for entry in gradcam.numbers["targets"]]
     assert set(classes) <= set(predicted.unique().tolist()) and len(classes) == min(4, predicted.unique().numel())
     assert [entry["region_pixels"] for entry in gradcam.numbers["targets"]] == \

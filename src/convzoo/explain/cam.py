@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..protocol import main_output
 from .layers import ExplainError, LayerInfo, place_on_image, protect, watch
 from .output import Explanation, heat_overlay, image_grid, rounded
 from .subject import Subject
@@ -53,7 +54,7 @@ def compute(subject: Subject, batch: Tensor, method: str = "gradcam", *, layer: 
     info = layer_map.get(layer) if layer else layer_map.default_target()
     model = subject.model
     with torch.no_grad():
-        output = model(batch)
+        output = main_output(model(batch))
     targets = list(targets) if targets is not None else find_targets(subject, output, target)
     if method == "cam":
         maps = _cam(subject, batch, info, output, targets, layer_map.last_linear)
@@ -97,7 +98,7 @@ def _torchcam(subject: Subject, batch: Tensor, info: LayerInfo, targets: list[Ta
         handle = protect(model, info.path)
         try:
             with torch.set_grad_enabled(method != "scorecam"):
-                scores = model(images)
+                scores = main_output(model(images))
             if chunk[0].region is None:
                 cams = extractor(class_idx=[t.cls for t in chunk], scores=scores, normalized=False)
             else:
@@ -118,7 +119,7 @@ def _cam(subject: Subject, batch: Tensor, info: LayerInfo, output: Tensor, targe
                            f"{subject.name} has none: use gradcam")
     linear = dict(subject.model.named_modules())[last_linear]
     with torch.no_grad(), watch(subject.model, [info.path]) as seen:
-        logits = subject.model(batch)
+        logits = main_output(subject.model(batch))
     activation = seen[info.path]
     for name, shaped in (("identity", activation), ("relu", F.relu(activation))):
         if shaped.shape[1] != linear.in_features:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..protocol import main_output
 from .layers import ExplainError
 from .output import Explanation, heat_overlay, image_grid, rounded
 from .subject import Subject
@@ -56,7 +57,7 @@ def compute(subject: Subject, batch: Tensor, *, target: int | str | Sequence[int
     lefts = list(range(0, width - window + 1, stride))
     model = subject.model
     with torch.inference_mode():
-        output = model(batch)
+        output = main_output(model(batch))
         targets = list(targets) if targets is not None else find_targets(subject, output, target)
         grids, drops, entries = [], [], []
         for t in targets:
@@ -116,7 +117,7 @@ def occluded_probabilities(model: torch.nn.Module, image: Tensor, target: Target
         occluded = image.expand(len(chunk), *image.shape).clone()
         for n, (top, left) in enumerate(chunk):
             occluded[n, :, top:top + window, left:left + window] = value
-        probabilities.append(target.probability(model(occluded)).float().cpu())
+        probabilities.append(target.probability(main_output(model(occluded))).float().cpu())
     return torch.cat(probabilities)
 
 

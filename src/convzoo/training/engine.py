@@ -306,7 +306,7 @@ def set_up(config: TrainConfig, *, resume: bool, ctx: distributed.Distributed, c
     if config.init and state is None:
         load_initial_weights(network, config.init, console if ctx.is_main else None)
     frozen_norms = freeze(network, config.freeze) if config.freeze else []
-    task = build_task(task_name, data.classes, config.label_smoothing, aux_weight=getattr(network, "aux_weight", 0.0))
+    task = build_task(task_name, data.classes, config.label_smoothing, aux_weight=network.aux_weight)
     mixing = _batch_mixing(config, task)
     speed = _speed_choice(network, task, train_loader, config, state, ctx)
     network = network.to(memory_format=torch.channels_last if speed.channels_last else torch.contiguous_format)
@@ -455,7 +455,7 @@ def find_lr(config: TrainConfig, *, out: str | Path | None = None, start: float 
         if config.freeze:
             freeze(network, config.freeze)
         task = build_task(config.task or card.task, data.classes, config.label_smoothing,
-                          aux_weight=getattr(network, "aux_weight", 0.0))
+                          aux_weight=network.aux_weight)
         speed = SpeedChoice(channels_last=bool(config.channels_last), amp=bool(config.amp), how="set")
         with EpochProgress(console, 0, 1, config.lr_find_steps, True) as progress:
             result = _sweep(config, network, task, loader, speed, ctx, start=start, end=end,
@@ -801,7 +801,7 @@ def _sync_buffers(network: nn.Module, ctx: distributed.Distributed) -> None:
 
 
 def _check_input_fits(network: nn.Module, name: str, input_size: tuple[int, int, int]) -> None:
-    smallest = getattr(network, "min_input_size", model_card(name).min_input_size)
+    smallest = network.min_input_size or model_card(name).min_input_size
     if input_size[1] < smallest[0] or input_size[2] < smallest[1]:
         raise InputSizeError(f"{name} needs inputs of at least {smallest[0]}x{smallest[1]}; --input-size "
                              f"{input_size[1]}x{input_size[2]} is smaller")

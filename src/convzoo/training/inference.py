@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import CorruptImageError, DataError
 from ..io import atomic_write_bytes
 from ..layers.crf import DenseCRF
+from ..protocol import main_output
 from .checkpoint import Checkpoint, load_checkpoint, read_checkpoint_description
 from .losses import center_crop_to
 from .metrics import ClassificationMeter
@@ -200,7 +201,7 @@ def evaluate_segmentation(models: Sequence[nn.Module], dataset: Dataset, classes
     for images, masks in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         images = images.to(device)
         if protocol is None or protocol.single:
-            probabilities = [model(images).float().softmax(dim=1) for model in models]
+            probabilities = [main_output(model(images)).float().softmax(dim=1) for model in models]
         else:
             probabilities = [protocol_probabilities(model, images, protocol, input_side=max(images.shape[-2:]))
                              for model in models]
