@@ -3,8 +3,8 @@ resident set (ru_maxrss of that child, from os.wait4) is compared with the estim
 
     python benchmarks/bench_memory.py [--only resnet18,unet] [--markdown FILE]
 
-The commands train for one epoch on a tiny generated data set (a few steps: the memory of a step does not
-depend on how many there are), so the whole benchmark takes about a minute. The ratio measured/estimate is what
+The commands train for one epoch on a tiny generated data set (two steps: the memory of a step does not depend
+on how many there are), so the whole benchmark takes a few minutes. The ratio measured/estimate is what
 convzoo.memory.ESTIMATE_FACTOR bounds: the estimate errs high, by at most that factor.
 """
 from __future__ import annotations
@@ -27,13 +27,14 @@ CASES = [
     ("vgg11-32", "vgg11", ["--input-size", "32", "-b", "8"], "classes"),
     ("unet-64", "unet_padded", ["--input-size", "64", "-b", "8", "--model-arg", "widths=[16,32,64,128,256]"],
      "masks"),
-    ("unet-full-128", "unet_padded", ["--input-size", "128", "-b", "8",
-                                      "--model-arg", "widths=[64,128,256,512,1024]"], "masks"),
+    ("unet-full-64", "unet_padded", ["--input-size", "64", "-b", "4", "--model-arg", "widths=[64,128,256,512,1024]",
+                                     "--no-amp", "--no-channels-last"], "masks"),
 ]
 
 
-def write_tiny_data(root: Path, kind: str, images: int = 12, size: int = 48, seed: int = 0) -> Path:
-    """`classes`: an ImageFolder of two classes; `masks`: images/ + masks/ of three classes."""
+def write_tiny_data(root: Path, kind: str, images: int = 40, size: int = 48, seed: int = 0) -> Path:
+    """`classes`: an ImageFolder of two classes; `masks`: images/ + masks/ of three classes. 40 images: with 20%
+    held out, two full batches of 16 (a smaller training split would train at a smaller batch than estimated)."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)

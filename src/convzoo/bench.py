@@ -259,40 +259,46 @@ def check_bench_memory(models: Sequence[str], batch_sizes: Sequence[int], input_
     """Every (network, input size, batch) group's estimated peak memory, checked before anything runs: a group
     keeps each of its configurations built at once (a model, and in training its gradients and momentum, and
     an input batch each) and runs one step at a time (convzoo/memory.py)."""
-    from .memory import Guard, MemoryEstimate, baseline_bytes, network_footprint
+    from .memory import Guard
     from .registry import model_card
 
     for name in models:
         card = model_card(name)
-        channels = card.input_size[0]
-        cache: dict = {}
-
-        def estimate_at(batch: int, size: tuple[int, int]) -> MemoryEstimate:
-            if size not in cache:
-                cache[size] = network_footprint(name, (channels, *size))
-            net = cache[size]
-            images = batch * channels * size[0] * size[1] * 4
-            phases = {}
-            for mode in MODES:
-                count = sum(config[0] == mode for config in configurations)
-                if not count:
-                    continue
-                training = mode == "training"
-                phases[mode] = {
-                    f"{count} models": count * (net.weight_bytes + (2 * net.param_bytes if training else 0)),
-                    "activations": batch * (net.inference_activation_bytes
-                                            + (net.training_activation_bytes if training else 0)),
-                    f"{count} input batches": count * images}
-            return MemoryEstimate(what=f"benchmarking {name} at {size[0]}x{size[1]}, batch {batch}",
-                                  baseline=baseline_bytes(), phases=phases, batch_size=batch,
-                                  input_size=(channels, *size), largest_layer=net.largest_layer)
-
+        estimate_at = _bench_estimator(name, card.input_size[0], configurations)
         for input_size in input_sizes:
             side = input_size or card.input_size[1]
             for batch in batch_sizes:
                 Guard(estimate_at, batch_size=batch, size=(side, side), min_size=card.min_input_size,
                       batch_flag="--batch-sizes", size_flag="--input-sizes",
                       format_size=lambda size: str(size[0])).check(force=force)
+
+
+def _bench_estimator(name: str, channels: int, configurations: Sequence[tuple[str, str, str, str]]):
+    from .memory import MemoryEstimate, baseline_bytes, network_footprint
+
+    cache: dict = {}
+
+    def estimate_at(batch: int, size: tuple[int, int]) -> MemoryEstimate:
+        if size not in cache:
+            cache[size] = network_footprint(name, (channels, *size))
+        net = cache[size]
+        images = batch * channels * size[0] * size[1] * 4
+        phases = {}
+        for mode in MODES:
+            count = sum(config[0] == mode for config in configurations)
+            if not count:
+                continue
+            training = mode == "training"
+            phases[mode] = {
+                f"{count} models": count * (net.weight_bytes + (2 * net.param_bytes if training else 0)),
+                "activations": batch * (net.inference_activation_bytes
+                                        + (net.training_activation_bytes if training else 0)),
+                f"{count} input batches": count * images}
+        return MemoryEstimate(what=f"benchmarking {name} at {size[0]}x{size[1]}, batch {batch}",
+                              baseline=baseline_bytes(), phases=phases, batch_size=batch,
+                              input_size=(channels, *size), largest_layer=net.largest_layer)
+
+    return estimate_at
 
 
 def run_benchmark(models: Sequence[str], batch_sizes: Sequence[int], input_sizes: Sequence[int | None],

@@ -404,6 +404,9 @@ def _add_train_settings(p) -> None:
     data.add_argument("--random-crop-padding", type=non_negative_int, default=unset, metavar="N", help="pad N pixels, crop back")
     data.add_argument("--scale-jitter", type=positive_float, nargs=2, default=unset, metavar=("A", "B"),
                       help="resize the shorter side to [A, B] x the input side, then crop (VGG/ResNet)")
+    data.add_argument("--random-resized-crop", type=float, nargs=2, default=unset, metavar=("A", "B"),
+                      help="GoogLeNet's crop: [A, B] of the area, aspect 3/4..4/3, resized to the input "
+                           "(torchvision's RandomResizedCrop: 0.08 1)")
     data.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=unset, help="random mirror images")
     data.add_argument("--pca-lighting", type=non_negative_float, default=unset, metavar="STD",
                       help="AlexNet's PCA colour lighting (paper: 0.1)")
@@ -464,7 +467,9 @@ def _add_train_settings(p) -> None:
                      help="channels_last memory format (default: measured, as --amp)")
     how.add_argument("--use-deterministic-algorithms", dest="deterministic", action="store_true", default=unset)
     how.add_argument("--device", type=device, default=unset, help="auto (default), cpu, cuda, cuda:1 or mps")
-    how.add_argument("-j", "--workers", type=non_negative_int, default=unset, metavar="N", help="data loading processes")
+    how.add_argument("-j", "--workers", type=non_negative_int, default=unset, metavar="N",
+                     help="data loading processes (default: none for data in memory; for image files one "
+                          "fewer than the cores, at most 8)")
     add_threads_argument(how, default=unset)
     how.add_argument("--force", action="store_true", default=unset, help=_FORCE_HELP)
     how.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=unset,

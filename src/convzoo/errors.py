@@ -2,6 +2,13 @@
 wrong and what to do about it, so callers can catch the standard types."""
 
 
+import re
+
+_CORRUPT_FIX = "Fix or remove the file, or skip unreadable images with skip_bad=True (--skip-bad)."
+# CorruptImageError's own message (with the default fix), as found inside a DataLoader worker's traceback text.
+_CORRUPT_MESSAGE = re.compile(r"cannot read image (['\"])(.*?)\1: (.*?)\. Fix or remove the file", re.DOTALL)
+
+
 class ConvzooError(Exception):
     """Base of every convzoo error."""
 
@@ -39,10 +46,15 @@ class DataNotFoundError(ConvzooError, FileNotFoundError):
 
 
 class CorruptImageError(DataError):
-    """An image file that cannot be decoded; `path` names it."""
+    """An image file that cannot be decoded; `path` names it, `reason` says what the decoder found.
 
-    def __init__(self, path: str, reason: str, fix: str = "Fix or remove the file, or skip unreadable images with "
-                                                           "skip_bad=True (--skip-bad).") -> None:
+    A DataLoader worker's error reaches the main process rebuilt from its text alone (torch calls the class
+    with one message, the worker's traceback): given only that, the path and reason are read back from it."""
+
+    def __init__(self, path: str, reason: str | None = None, fix: str = _CORRUPT_FIX) -> None:
+        if reason is None:
+            found = _CORRUPT_MESSAGE.search(path)
+            path, reason = (found.group(2), found.group(3)) if found else ("<unknown file>", path.strip())
         self.path, self.reason = path, reason
         super().__init__(f"cannot read image {path!r}: {reason}. {fix}")
 

@@ -53,9 +53,10 @@ MIB = 2**20
 # estimate made with 176 MiB, with no margin left. 256 MiB covers both.
 RUNTIME_BYTES = 256 * MIB
 # The measured peak resident set of a command is within [estimate / ESTIMATE_FACTOR, estimate]: the estimate errs
-# high, at most by this factor. benchmarks/bench_memory.py and tests/test_memory.py measured 0.64-0.90 of the
-# estimate (LeNet-5, ResNet-18 at 64, MobileNet v2 at 96, VGG-11 at 32, a U-Net at 64; one-epoch `convzoo train`
-# runs in fresh processes; the same run varies by ~0.1 from one process to the next, with the allocator). It
+# high, at most by this factor. benchmarks/bench_memory.py measured 0.69-0.83 of the estimate (LeNet-5, ResNet-18
+# at 64, MobileNet v2 at 96, VGG-11 at 32, U-Nets at 64 at a quarter and at the paper's widths; one-epoch
+# `convzoo train` runs in fresh processes), and the whole no-flag `convzoo train unet_padded --data digits-seg`
+# 0.89; the same run varies by up to ~0.1 from one process to the next, with the allocator. It
 # errs high because every phase counts its worst case (the resume state serialised twice over, each batch three
 # times, the backward's buffers as large as the forward's peak): a refusal must never come from an optimistic
 # estimate, and a factor of 2 at worst still lets every run through that needs less than half the memory left.

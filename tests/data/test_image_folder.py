@@ -165,3 +165,91 @@ def test_multi_crop_split_stacks_ten_crops(image_tree):
     without_test = load_data(str(image_tree({"c": 2, "d": 2})), (3, 8, 8))
     with pytest.raises(DataError, match="no 'test' split"):
         without_test.multi_crop("test")
+
+
+# --- a file whose header reads but whose pixels do not: found when a batch decodes it ---------------------------
+
+def _cut_jpeg(path, size=(64, 48)):
+    """A JPEG cut in the middle of its compressed data: Pillow reads its header (format, size, mode) fine."""
+    pixels = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, quality=90)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with Image.open(path) as img:
+        assert (img.format, img.size, img.mode) == ("JPEG", size, "RGB")
+    return str(path)
+
+
+def _cut_tree(image_tree):
+    root = image_tree({"a": 3, "b": 3})
+    return root, _cut_jpeg(root / "b" / "cut.jpg")
+
+
+def test_a_jpeg_cut_after_its_header_loads_and_fails_when_decoded_naming_it(image_tree):
+    root, cut = _cut_tree(image_tree)
+    # With the normalisation given nothing is decoded while loading: only headers are read.
+    bundle = load_data(str(root), (3, 8, 8), val_split=0, **RGB_IDENTITY)
+    position = bundle.train.source.paths.index(cut)
+    assert bundle.train[position + 1][1] == 1  # the next file, of the same class, reads fine
+    with pytest.raises(CorruptImageError, match=r"cut\.jpg.*skip-bad") as caught:
+        bundle.train[position]
+    assert caught.value.path == cut and bundle.unreadable() == []
+
+
+def test_skip_bad_gives_the_next_readable_image_in_its_place_and_names_the_file(image_tree, monkeypatch):
+    root, cut = _cut_tree(image_tree)
+    bundle = load_data(str(root), (3, 8, 8), val_split=0, skip_bad=True, **RGB_IDENTITY)
+    files = bundle.train.source
+    position = files.paths.index(cut)
+    image, label = bundle.train[position]
+    expected, _ = bundle.train[(position + 1) % len(bundle.train)]
+    assert torch.equal(image, expected) and bundle.unreadable() == [cut]
+    # Marked once, never decoded again.
+    monkeypatch.setattr(files, "load", lambda index, transform: pytest.fail(f"decoded {files.paths[index]}")
+                        if index == position else expected)
+    assert torch.equal(bundle.train[position][0], expected)
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_dataloader_workers_name_the_file_in_the_main_process_and_share_the_marks(image_tree, skip_bad):
+    root, cut = _cut_tree(image_tree)
+    bundle = load_data(str(root), (3, 8, 8), val_split=0, skip_bad=skip_bad, **RGB_IDENTITY)
+    loader = torch.utils.data.DataLoader(bundle.train, batch_size=3, num_workers=1)
+    if not skip_bad:
+        with pytest.raises(CorruptImageError, match=r"cannot read image .*cut\.jpg': ") as caught:
+            list(loader)
+        assert caught.value.path == cut  # rebuilt from the worker's message, not a RuntimeError
+        return
+    assert sum(len(images) for images, _ in loader) == 7  # every batch full: a readable image stood in
+    assert bundle.unreadable() == [cut]  # marked by the worker, seen here
+
+
+def test_statistics_come_from_an_evenly_spread_sample_recorded_in_the_description(image_tree, monkeypatch):
+    from convzoo.data import datasets
+
+    root = image_tree({"a": 6, "b": 6})
+    cut = _cut_jpeg(root / "b" / "img2_cut.jpg")  # 10th of the 13 sorted files: not among those sampled
+    monkeypatch.setattr(datasets, "STATISTICS_FILES", 3)
+    bundle = load_data(str(root), (3, 8, 8), val_split=0)
+    assert bundle.describe()["statistics"] == {"measured_on": "an evenly spread sample of the training split",
+                                               "images": 3, "of": 13}
+    sampled = [bundle.train.source.paths[i] for i in datasets.evenly_spread(np.arange(13), 3)]
+    assert [p.split("tree0/")[1] for p in sampled] == ["a/img0.png", "b/img0.png", "b/img5.png"]
+    assert cut not in sampled
+    # Red is 0 in class a's images and 40 in class b's: the mean of the three sampled.
+    assert bundle.mean[0] * 255 == pytest.approx(80 / 3)
+
+
+def test_many_headers_are_read_by_several_processes_with_the_same_result(image_tree, monkeypatch):
+    from convzoo.data import datasets
+
+    root = image_tree({"a": 4, "b": 4})
+    broken = _corrupt(root)
+    serial = datasets.read_headers(sorted(str(p) for p in root.rglob("*.png")))
+    monkeypatch.setattr(datasets, "_PARALLEL_HEADERS", 1)
+    monkeypatch.setattr(datasets, "_HEADER_CHUNK", 3)
+    monkeypatch.setattr(datasets.os, "sched_getaffinity", lambda pid: {0, 1})
+    parallel = datasets.read_headers(sorted(str(p) for p in root.rglob("*.png")))
+    assert parallel == serial and parallel.count((10, 12)) == 8 and isinstance(parallel[0], str)  # broken.png first
+    with pytest.raises(CorruptImageError, match="broken.png"):
+        load_data(str(root), (3, 8, 8))
+    assert load_data(str(root), (3, 8, 8), skip_bad=True).skipped == [broken]

@@ -145,3 +145,43 @@ def test_pca_lighting_shifts_every_pixel_along_the_principal_components():
         assert shift[1:].abs().max() == 0
         shifts.append(shift[0, 0, 0].item())
     assert abs(np.std(shifts) - 0.1 * 2.0) < 0.03  # alpha ~ N(0, 0.1^2) times eigenvalue 2
+
+
+def test_random_resized_crop_takes_a_random_area_and_aspect_and_resizes_it():
+    from convzoo.data.transforms import random_resized_crop_box
+
+    torch.manual_seed(0)
+    boxes = [random_resized_crop_box(300, 400, (0.08, 1.0)) for _ in range(300)]
+    for top, left, h, w in boxes:
+        assert 0 <= top <= 300 - h and 0 <= left <= 400 - w
+        assert 0.08 * 0.95 <= h * w / (300 * 400) <= 1 and 3 / 4 * 0.95 <= w / h <= 4 / 3 * 1.05
+    assert len(set(boxes)) == 300
+    # An image far outside the aspect range: no draw fits, so the centre crop at the nearest ratio (4/3).
+    torch.manual_seed(0)
+    assert random_resized_crop_box(10, 1000, (0.9, 1.0)) == (0, 493, 10, 13)
+    transform = TrainTransform((3, 8, 8), ZERO * 3, ONE * 3, Augment(random_resized_crop=(0.5, 1.0)))
+    assert transform(torch.rand(3, 30, 40)).shape == (3, 8, 8)
+    with pytest.raises(DataError, match="random_resized_crop"):
+        Augment(random_resized_crop=(0.5, 1.5))
+
+
+def test_files_decode_to_the_same_working_image_as_tensors_and_jpegs_at_reduced_scale(tmp_path):
+    from convzoo.data.datasets import load_file, open_image
+    from convzoo.data.transforms import decode_region, fit_geometry
+
+    rng = np.random.default_rng(0)
+    pixels = (np.linspace(0, 255, 60)[None, :, None] + rng.integers(0, 20, (45, 60, 3))).clip(0, 255)
+    Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / "ramp.png")
+    transform = TrainTransform((3, 16, 16), ZERO * 3, ONE * 3, Augment(random_resized_crop=(0.3, 1.0), hflip=True))
+    as_tensor = torch.from_numpy(pixels.astype(np.uint8)).permute(2, 0, 1)
+    for seed in range(5):  # the same draws, the same crop and flip: Pillow's and torch's resampling agree
+        torch.manual_seed(seed)
+        from_file = load_file(tmp_path / "ramp.png", transform, 3)
+        torch.manual_seed(seed)
+        assert (from_file - transform(as_tensor)).abs().max() * 255 <= 3
+    # A large JPEG for a small region decodes at 1/8 scale (Pillow's draft), and still covers the output.
+    Image.new("RGB", (1600, 1200), (200, 100, 50)).save(tmp_path / "big.jpg")
+    with open_image(tmp_path / "big.jpg") as opened:
+        region = decode_region(opened, fit_geometry(1200, 1600, (100, 100)), 3)
+        assert opened.size == (200, 150) and region.shape == (3, 100, 100) and region.dtype == torch.uint8
+    assert [round(float(c)) for c in region.float().mean(dim=(1, 2))] == pytest.approx([200, 100, 50], abs=2)

@@ -120,10 +120,59 @@ def test_other_class_counts_work():
 
 
 def test_initialisation_is_uniform_within_2_4_over_fan_in(lenet):
-    for module, fan_in in [(lenet.c1, 25), (lenet.s2, 4), (lenet.c3.maps[0], 75), (lenet.c3.maps[15], 150),
-                           (lenet.s4, 4), (lenet.c5, 400), (lenet.f6, 120)]:
+    for module, fan_in in [(lenet.c1, 25), (lenet.s2, 4), (lenet.s4, 4), (lenet.c5, 400), (lenet.f6, 120)]:
         for param in (module.weight, module.bias):
             assert param.abs().max() <= 2.4 / fan_in
+    for c3_map, inputs in enumerate(C3_TABLE):  # a C3 unit's fan-in: 25 weights per S2 map it reads
+        for param in lenet.c3.map_parameters(c3_map):
+            assert param.abs().max() <= 2.4 / (25 * len(inputs))
+
+
+def sixteen_convolutions(c3, x):
+    """C3 as the paper draws it: output map i is a convolution of the S2 maps in Table I's column i only."""
+    outputs = []
+    for c3_map, inputs in enumerate(C3_TABLE):
+        weight, bias = c3.map_parameters(c3_map)
+        outputs.append(F.conv2d(x[:, list(inputs)], weight, bias))
+    return torch.cat(outputs, dim=1)
+
+
+def test_c3_as_one_masked_convolution_equals_sixteen_small_ones(lenet):
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, 14, 14, dtype=torch.float64, requires_grad=True)
+    c3 = lenet.c3.double()
+    assert c3.weight.shape == (60, 5, 5) and c3.bias.shape == (16,)  # 60 kernels: Table I's 60 X marks
+    ours, reference = c3(x), sixteen_convolutions(c3, x)
+    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+    # The same gradients too: the unconnected kernels are zeros that training never moves.
+    upstream = torch.randn_like(ours)
+    ours_grads = torch.autograd.grad(ours, (x, c3.weight, c3.bias), upstream)
+    reference_grads = torch.autograd.grad(reference, (x, c3.weight, c3.bias), upstream)
+    for got, expected in zip(ours_grads, reference_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    full = c3.full_weight()
+    connected = torch.zeros(16, 6, dtype=torch.bool)
+    for c3_map, inputs in enumerate(C3_TABLE):
+        connected[c3_map, list(inputs)] = True
+    assert full[~connected].abs().sum() == 0 and full[connected].abs().min() > 0
+
+
+def test_checkpoints_of_the_sixteen_convolution_form_still_load(lenet, tmp_path):
+    # What LeNet-5 saved before C3 became one convolution: c3.maps.<i>.weight (1 x inputs x 5 x 5) and .bias (1).
+    old_state = {k: v for k, v in lenet.state_dict().items() if not k.startswith("c3.")}
+    for c3_map in range(16):
+        weight, bias = lenet.c3.map_parameters(c3_map)
+        old_state[f"c3.maps.{c3_map}.weight"] = weight.detach().clone()
+        old_state[f"c3.maps.{c3_map}.bias"] = bias.detach().clone()
+    from safetensors.torch import save_file
+
+    save_file(old_state, tmp_path / "old.safetensors")
+    torch.manual_seed(1)
+    fresh = convzoo.create_model("lenet5")
+    report = convzoo.load_weights(fresh, tmp_path / "old.safetensors")
+    assert report.remapped_keys == 2
+    x = torch.randn(2, 1, 32, 32)
+    torch.testing.assert_close(fresh(x), lenet(x), rtol=0, atol=0)
 
 
 def test_inputs_larger_than_35_are_refused_with_a_clear_message(lenet):

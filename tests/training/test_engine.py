@@ -345,3 +345,30 @@ def test_the_ema_becomes_best_when_it_scores_better(quiet):
     assert not record_epoch(run, 1, metrics, {**metrics, "top1_accuracy": 55.0,
                                               "ema": {**metrics, "top1_accuracy": 40.0}}, progress)
     assert (run.best_epoch, run.best_weights, run.history[-1]["better_weights"]) == (1, "ema", "raw")
+
+
+def test_a_file_corrupt_only_in_its_pixels_stops_the_run_naming_it_and_resume_with_skip_bad_goes_on(
+        tmp_path, quiet, shapes_writer, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from convzoo.data import datasets
+    from convzoo.errors import CorruptImageError
+    from convzoo.training import resumed_config
+
+    data = shapes_writer(tmp_path / "data", {"train": 10, "test": 3})
+    cut = data / "train" / "hbar" / "005_cut.jpg"  # a JPEG cut in half: its header reads, its pixels do not
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(cut, quality=90)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    monkeypatch.setattr(datasets, "STATISTICS_FILES", 2)  # statistics from two files, so loading decodes neither
+    with pytest.raises(CorruptImageError, match=r"005_cut\.jpg.*found in epoch 1.*continues from epoch 1 with "
+                                                r"--resume") as caught:
+        # 28 training images in batches of 4: none dropped. No workers here: the data tests cover them.
+        train(_config(data, tmp_path / "run", epochs=2, batch_size=4, workers=0), console=quiet)
+    assert caught.value.path == str(cut)
+    assert RunFolder(tmp_path / "run").load_resume_state()["epoch"] == 0  # resumable from the start
+
+    result = train(resumed_config(tmp_path / "run", skip_bad=True), resume=True, console=quiet)
+    assert len(result.history) == 2 and result.test["unreadable_images"] == [str(cut)]
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["unreadable_images"] == [str(cut)]
+    assert "skipped 1 unreadable image(s) this epoch" in quiet.file.getvalue()

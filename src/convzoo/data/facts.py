@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .segmentation import (DIGITS_SEG_CANVAS, DIGITS_SEG_CLASSES, IMAGE_EXTENSIONS, _image_size, _pair_roots,
-                           _read_ids, _voc_root)
+from .datasets import read_headers
+from .segmentation import DIGITS_SEG_CANVAS, DIGITS_SEG_CLASSES, IMAGE_EXTENSIONS, _pair_roots, _read_ids, _voc_root
 from .sources import DIGITS_CLASSES
 
 # digits-seg: about 1,800 source digits, each on 3 canvases of 2-4 digits; an image and a mask byte a pixel.
@@ -52,7 +52,9 @@ def segmentation_image_size(path: Path) -> tuple[int, int] | None:
         roots = _pair_roots(path) or {}
         folder = roots["train"] / "images" if "train" in roots else None
         images = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS] if folder else []
-    sizes = np.array([_image_size(str(p)) for p in images if p.is_file()], dtype=np.int64)
+    # Unreadable headers are load_data's to name; the size comes from the readable ones.
+    headers = read_headers([str(p) for p in images if p.is_file()])
+    sizes = np.array([header for header in headers if not isinstance(header, str)], dtype=np.int64)
     if not len(sizes):
         return None
     return int(sizes[:, 0].max()), int(sizes[:, 1].max())

@@ -31,8 +31,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import CorruptImageError, DataError, DataNotFoundError
-from .bundle import _MIN_STD, DataBundle, _check_input_size, stratified_split
-from .datasets import _DECODE_ERRORS, ArrayImages, ImageFiles, ImageSource, PixelMoments
+from .common import DataBundle, DataRequest, normalisation, split_train_val, stratified_split
+from .datasets import (STATISTICS_FILES, ArrayImages, ImageFiles, ImageSource, SplitDataset, decode_errors,
+                       evenly_spread, open_image, _shared_flags)
 from .sources import DIGITS_CLASSES, IMAGE_EXTENSIONS, read_digits
 from .transforms import Augment, Normalize, resize
 
@@ -86,7 +87,7 @@ def load_mask(path: str | Path) -> Tensor:
     try:
         with Image.open(path) as img:
             mode, values = img.mode, np.array(img)
-    except _DECODE_ERRORS + (Image.DecompressionBombError,) as err:
+    except decode_errors() as err:
         raise CorruptImageError(str(path), f"{type(err).__name__}: {err}") from err
     if mode not in ("P", "L", "1", "I", "I;16"):
         raise DataError(f"mask {str(path)!r} is a {mode} image; a mask holds one class index a pixel: save it as "
@@ -103,30 +104,33 @@ def check_mask(mask: Tensor, num_classes: int, path: str) -> None:
                         f"every class in classes.txt")
 
 
-def _image_size(path: str) -> tuple[int, int]:
-    """(height, width) from the file's header, without decoding the pixels."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            return img.size[1], img.size[0]
-    except _DECODE_ERRORS as err:
-        raise CorruptImageError(path, f"{type(err).__name__}: {err}") from err
+MASK_MODES = ("P", "L", "1", "I", "I;16")
 
 
 # --- sources: pairs of an image and its mask ------------------------------------------------------------------
 
 class SegmentationPairs:
     """Images and their masks. The images are a classification image source (ArrayImages or ImageFiles) whose
-    labels are the pair numbers, so its decoding, checking and pixel statistics serve here unchanged; the masks
-    are an N x h x w tensor or one file a pair. `placements` records, for digits-seg, which digits each canvas
-    holds (see `DigitPlacement`)."""
+    labels are the pair numbers, so its header checks, decoding, statistics and unreadable-file marks serve
+    here unchanged; the masks are an N x h x w tensor or one file a pair (marked apart when unreadable).
+    `placements` records, for digits-seg, which digits each canvas holds (see `DigitPlacement`). Once the
+    classes are known (`num_classes`), every mask read is checked against them."""
 
     def __init__(self, images: ImageSource, masks: Tensor | list[str],
                  placements: list[list[DigitPlacement]] | None = None) -> None:
         self.images = images
         self.masks = masks
         self.placements = placements
+        self.num_classes: int | None = None
+        self.bad_masks = None if isinstance(masks, Tensor) else _shared_flags(len(masks))
+
+    @property
+    def from_files(self) -> bool:
+        return self.images.from_files
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.images.labels
 
     def __len__(self) -> int:
         return len(self.images)
@@ -139,51 +143,85 @@ class SegmentationPairs:
         if tuple(mask.shape) != tuple(image.shape[-2:]):
             raise _size_mismatch(self.images.paths[index], self.masks[index], tuple(image.shape[-2:]),
                                  tuple(mask.shape))
+        if self.num_classes is not None:
+            check_mask(mask, self.num_classes, self.masks[index])
         return image, mask
 
-    def check(self, skip_bad: bool, view) -> tuple[list[str], int]:
-        """For file pairs: decode every image and mask once (so a bad file fails now, naming it), measure the
-        images' pixel statistics through `view`, and compare the sizes. Returns the skipped files and the
-        largest class index in the masks (ignoring 255)."""
+    def load(self, index: int, transform: SegmentationTransform) -> tuple[Tensor, Tensor]:
+        return transform(*self.read(index))
+
+    def is_unreadable(self, index: int) -> bool:
+        return self.images.is_unreadable(index) or (self.bad_masks is not None and bool(self.bad_masks[index]))
+
+    def mark_unreadable(self, index: int, error: CorruptImageError) -> None:
+        if self.bad_masks is not None and error.path == self.masks[index]:
+            self.bad_masks[index] = True
+        else:
+            self.images.mark_unreadable(index, error)
+
+    def unreadable_paths(self) -> list[str]:
+        if self.bad_masks is None:
+            return self.images.unreadable_paths()
+        masks = [self.masks[i] for i in torch.nonzero(self.bad_masks).flatten().tolist()]
+        return self.images.unreadable_paths() + masks
+
+    def check(self, skip_bad: bool) -> list[str]:
+        """For file pairs: read every image's and mask's header (no pixels): a file that is not an image fails
+        now (or is skipped and returned), a mask that is not one class index a pixel is refused, and image and
+        mask must have the same size."""
         if isinstance(self.masks, Tensor):
-            return [], int(torch.where(self.masks == IGNORE_INDEX, 0, self.masks).max()) if len(self.masks) else 0
-        skipped = self.images.check(skip_bad, view)
+            return []
+        skipped = self.images.check(skip_bad)
         # The image source dropped unreadable images; its labels are the numbers of the pairs it kept.
-        kept_pairs = self.images.labels
-        masks, largest, good = [self.masks[i] for i in kept_pairs], 0, []
-        for position, (image_path, mask_path) in enumerate(zip(self.images.paths, masks)):
+        masks = [self.masks[i] for i in self.images.labels]
+        good = []
+        for position, mask_path in enumerate(masks):
             try:
-                mask = load_mask(mask_path)
+                with open_image(mask_path) as mask:
+                    mode, (width, height) = mask.mode, mask.size
             except CorruptImageError:
                 if not skip_bad:
                     raise
                 skipped.append(mask_path)
                 continue
-            image_size = _image_size(image_path)
-            if tuple(mask.shape) != image_size:
-                raise _size_mismatch(image_path, mask_path, image_size, tuple(mask.shape))
+            if mode not in MASK_MODES:
+                raise DataError(f"mask {mask_path!r} is a {mode} image; a mask holds one class index a pixel: save "
+                                f"it as a palette (VOC) or greyscale PNG")
+            image_size = tuple(int(n) for n in self.images.sizes[position])
+            if (height, width) != image_size:
+                raise _size_mismatch(self.images.paths[position], mask_path, image_size, (height, width))
+            good.append(position)
+        if len(good) != len(masks) or len(masks) != len(self.masks):
+            self.images.keep(good)
+            self.images.labels = np.arange(len(good), dtype=np.int64)
+            self.masks = [masks[i] for i in good]
+            self.bad_masks = _shared_flags(len(self.masks))
+        return skipped
+
+    def largest_class(self, skip_bad: bool, sample: int | None = None) -> int:
+        """The largest class index in the masks (ignoring 255): all of them (sample None: every mask file is
+        decoded), or an evenly spread sample. With `num_classes` set, each mask read is also checked."""
+        if isinstance(self.masks, Tensor):
+            masks = self.masks
+            if self.num_classes is not None:
+                check_mask(masks, self.num_classes, "digits-seg")
+            return int(torch.where(masks == IGNORE_INDEX, 0, masks).max()) if len(masks) else 0
+        largest = 0
+        indices = np.arange(len(self.masks))
+        for index in (indices if sample is None else evenly_spread(indices, sample)).tolist():
+            try:
+                mask = load_mask(self.masks[index])
+            except CorruptImageError as err:
+                if not skip_bad:
+                    raise
+                self.mark_unreadable(index, err)
+                continue
+            if self.num_classes is not None:
+                check_mask(mask, self.num_classes, self.masks[index])
             labelled = mask[mask != IGNORE_INDEX]
             if labelled.numel():
                 largest = max(largest, int(labelled.max()))
-            good.append(position)
-        self._keep(good, masks)
-        return skipped, largest
-
-    def check_classes(self, num_classes: int) -> None:
-        if isinstance(self.masks, Tensor):
-            check_mask(self.masks, num_classes, "digits-seg")
-            return
-        for path in self.masks:
-            check_mask(load_mask(path), num_classes, path)
-
-    def _keep(self, positions: list[int], masks: list[str]) -> None:
-        files = self.images
-        index = np.asarray(positions, dtype=np.int64)
-        files.paths = [files.paths[i] for i in positions]
-        files.labels = np.arange(len(positions), dtype=np.int64)
-        files.file_counts, files.file_totals, files.file_outers = (
-            files.file_counts[index], files.file_totals[index], files.file_outers[index])
-        self.masks = [masks[i] for i in positions]
+        return largest
 
 
 def _size_mismatch(image: str, mask: str, image_size: tuple, mask_size: tuple) -> DataError:
@@ -192,24 +230,9 @@ def _size_mismatch(image: str, mask: str, image_size: tuple, mask_size: tuple) -
                      f"same size")
 
 
-class SegmentationDataset(Dataset):
+class SegmentationDataset(SplitDataset):
     """One split: a selection of the pairs, each passed through the split's joint transform.
     Items are (float32 image C x H x W, int64 mask H x W)."""
-
-    def __init__(self, source: SegmentationPairs, indices: Sequence[int] | np.ndarray,
-                 transform: SegmentationTransform) -> None:
-        self.source = source
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, item: int) -> tuple[Tensor, Tensor]:
-        return self.transform(*self.source.read(int(self.indices[item])))
-
-    def with_transform(self, transform: SegmentationTransform) -> SegmentationDataset:
-        return SegmentationDataset(self.source, self.indices, transform)
 
 
 # --- joint transforms -------------------------------------------------------------------------------------------
@@ -467,28 +490,15 @@ def _file_pairs(images: list[str], masks: list[str], channels: int) -> Segmentat
 
 # --- loading -------------------------------------------------------------------------------------------------------
 
-def load_segmentation_data(
-    source: str,
-    input_size: Sequence[int],
-    val_split: float = 0.1,
-    seed: int = 0,
-    augment: Augment | None = None,
-    skip_bad: bool = False,
-    *,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> DataBundle:
+def load_segmentation_data(request: DataRequest) -> DataBundle:
     """What `load_data` does for a segmentation source (call that): the splits as SegmentationDatasets in a
     DataBundle. A source without a val split holds out `val_split` of its training pairs (seeded); the
-    normalisation is the training images' per-channel statistics, measured as the network sees them."""
-    channels, height, width = _check_input_size(input_size)
-    size = (height, width)
-    if not 0 <= val_split < 1:
-        raise DataError(f"val_split is a fraction of the training images, in [0, 1); got {val_split}")
-    if (mean is None) != (std is None):
-        raise DataError("give both mean and std, or neither")
+    normalisation is the training images' per-channel statistics, measured on an evenly spread sample as the
+    network sees them."""
+    source, skip_bad, augment, channels = request.source, request.skip_bad, request.augment, request.channels
+    size = request.input_size[1:]
     if str(source) == "digits-seg":
-        splits, classes = read_digits_seg(channels, val_split, seed)
+        splits, classes = read_digits_seg(channels, request.val_split, request.seed)
         kind = "digits-seg"
     else:
         path = Path(source).expanduser()
@@ -509,40 +519,32 @@ def load_segmentation_data(
         # Statistics of the image content as the network sees it, without the padding.
         return resize(images, fit_inside_size(*images.shape[-2:], size))
 
-    skipped, largest = [], 0
+    skipped = []
     for pairs in splits.values():
-        split_skipped, split_largest = pairs.check(skip_bad, network_view)
-        skipped += split_skipped
-        largest = max(largest, split_largest)
+        skipped += pairs.check(skip_bad)
     if len(splits["train"]) == 0:
         raise DataError(f"no readable training image/mask pairs left in {str(source)!r} after skipping "
                         f"{len(skipped)} files")
     if classes is None:
-        classes = [str(i) for i in range(largest + 1)]
-    elif largest >= len(classes):
-        for pairs in splits.values():
-            pairs.check_classes(len(classes))
+        # The classes are 0..the largest value in any mask: every mask is read (classes.txt avoids this).
+        classes = [str(i) for i in range(max(pairs.largest_class(skip_bad) for pairs in splits.values()) + 1)]
+    for pairs in splits.values():
+        pairs.num_classes = len(classes)
+        # An evenly spread sample of the masks is checked now; every mask read later is checked too.
+        pairs.largest_class(skip_bad, sample=STATISTICS_FILES)
 
     train = splits["train"]
-    if "val" in splits:
-        train_indices, val_source, val_indices = np.arange(len(train)), splits["val"], np.arange(len(splits["val"]))
-    else:
-        # One "class" for all: a seeded random hold-out of round(val_split * n) pairs.
-        train_indices, val_indices = stratified_split(np.zeros(len(train), dtype=np.int64), val_split, seed)
-        val_source = train
-    if mean is None:
-        moments: PixelMoments = train.images.moments(train_indices, network_view)
-        mean = moments.mean().tolist()
-        std = [max(s, _MIN_STD) for s in moments.covariance().diagonal().clamp(min=0).sqrt().tolist()]
-    mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    # No labels: one "class" for all, a seeded random hold-out of round(val_split * n) pairs.
+    train_indices, val_source, val_indices = split_train_val(train, splits.get("val"), request.val_split,
+                                                             request.seed)
+    moments = train.images.moments(train_indices, network_view, skip_bad) if request.mean is None else None
+    mean, std, statistics = normalisation(moments, request.mean, request.std, len(train_indices))
 
-    eval_tf = SegmentationTransform((channels, height, width), mean, std)
-    train_tf = eval_tf if augment is None else SegmentationTransform((channels, height, width), mean, std, augment)
+    eval_tf = SegmentationTransform(request.input_size, mean, std)
+    train_tf = eval_tf if augment is None else SegmentationTransform(request.input_size, mean, std, augment)
     test = splits.get("test")
-    return DataBundle(
-        train=SegmentationDataset(train, train_indices, train_tf),
-        val=SegmentationDataset(val_source, val_indices, eval_tf),
-        test=None if test is None else SegmentationDataset(test, np.arange(len(test)), eval_tf),
-        classes=list(classes), mean=mean, std=std, source=str(source), input_size=(channels, height, width),
-        skipped=skipped, kind=kind, val_split=val_split, seed=seed, augment=augment,
-    )
+    return request.bundle(
+        train=SegmentationDataset(train, train_indices, train_tf, skip_bad),
+        val=SegmentationDataset(val_source, val_indices, eval_tf, skip_bad),
+        test=None if test is None else SegmentationDataset(test, np.arange(len(test)), eval_tf, skip_bad),
+        classes=list(classes), mean=mean, std=std, skipped=skipped, kind=kind, statistics=statistics)

@@ -1,9 +1,16 @@
-"""Image transforms on tensors: resizing to the network's input, channel widening, the papers' augmentations,
+"""Image transforms: resizing to the network's input, channel widening, the papers' augmentations,
 normalisation and multi-crop testing.
 
-Every transform takes a float image (C x h x w, values in [0, 1], already in the network's channel count) and
-returns a normalised float tensor. Randomness comes only from torch's global generator, so a DataLoader's
-per-worker seeding (and a saved torch RNG state) makes augmentation reproducible.
+A transform works in two steps. `geometry(height, width)` decides, from the image's size alone, which region
+of it becomes the working image and at what size (a `Geometry`: the random scale and crop of an augmentation
+are drawn here). `finish(image)` does the rest on that working image (border, pad-and-crop, flip, PCA lighting)
+and normalises it, as the last step and the only one in float. Because the geometry needs only the size, an
+image file is decoded straight to its working image (`decode_region`: JPEG at a reduced scale when the region
+allows, one Pillow resample of just the region, uint8 throughout); an image already in memory (a float tensor
+in [0, 1], or uint8) is cut with the same Geometry by `apply_geometry`. `transform(image)` does both steps.
+
+Randomness comes only from torch's global generator, so a DataLoader's per-worker seeding (and a saved torch
+RNG state) makes augmentation reproducible.
 """
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -24,6 +32,10 @@ _LUMA = (0.299, 0.587, 0.114)
 
 # AlexNet and ResNet test on 224 crops of images whose shorter side is 256; keep that ratio at other sizes.
 MULTI_CROP_RESIZE_RATIO = 256 / 224
+# GoogLeNet's crops (Szegedy et al. 2015, section 6): aspect ratio in [3/4, 4/3], drawn log-uniformly as
+# torchvision's RandomResizedCrop does; after 10 draws that do not fit, the centre crop of the nearest ratio.
+RANDOM_RESIZED_CROP_RATIO = (3 / 4, 4 / 3)
+RANDOM_RESIZED_CROP_TRIES = 10
 
 
 @dataclass
@@ -37,6 +49,9 @@ class Augment:
     hflip: mirror horizontally with probability 1/2.
     pca_lighting: standard deviation of AlexNet's PCA colour lighting (paper: 0.1); the principal components
         come from the training split's pixel covariance.
+    random_resized_crop: (a, b): GoogLeNet's crop (torchvision's RandomResizedCrop): a region of a random
+        fraction in [a, b] of the image's area (torchvision's default (0.08, 1.0)) and an aspect ratio in
+        [3/4, 4/3], resized to the input. Drawn as torchvision draws it, so a seed gives torchvision's crops.
     auto_augment: "randaugment" or "trivialaugment" (auto_augment.py), after the flip.
     random_erasing: the probability of erasing a random rectangle of the normalised image (auto_augment.py).
     """
@@ -45,10 +60,19 @@ class Augment:
     random_resized_scale: tuple[int, int] | None = None
     hflip: bool = False
     pca_lighting: float = 0.0
+    random_resized_crop: tuple[float, float] | None = None
     auto_augment: str | None = None
     random_erasing: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.random_resized_crop is not None:
+            self.random_resized_crop = tuple(float(a) for a in self.random_resized_crop)
+            area = self.random_resized_crop
+            if len(area) != 2 or not 0 < area[0] <= area[1] <= 1:
+                raise DataError(f"random_resized_crop is a range (a, b) of area fractions with 0 < a <= b <= 1, "
+                                f"got {self.random_resized_crop}")
+            if self.random_resized_scale is not None:
+                raise DataError("random_resized_crop and random_resized_scale both choose the crop; give one")
         # A recipe or config.json may give the scale as a list; keep one type so configs compare equal.
         if self.random_resized_scale is not None:
             self.random_resized_scale = tuple(int(s) for s in self.random_resized_scale)
@@ -99,33 +123,27 @@ def resize(image: Tensor, size: tuple[int, int]) -> Tensor:
 
 def resize_shorter_side(image: Tensor, shorter: int) -> Tensor:
     """Keep the aspect ratio and make the shorter side `shorter` pixels long."""
-    height, width = image.shape[-2:]
-    scale = shorter / min(height, width)
-    return resize(image, (max(shorter, round(height * scale)), max(shorter, round(width * scale))))
+    return resize(image, shorter_side_size(*image.shape[-2:], shorter))
 
 
 def resize_to_cover(image: Tensor, size: tuple[int, int]) -> Tensor:
     """The smallest aspect-preserving resize whose result contains a crop of `size`."""
-    height, width = image.shape[-2:]
-    scale = max(size[0] / height, size[1] / width)
-    return resize(image, (max(size[0], round(height * scale)), max(size[1], round(width * scale))))
+    return resize(image, cover_size(*image.shape[-2:], size))
 
 
 def center_crop(image: Tensor, size: tuple[int, int]) -> Tensor:
-    top = (image.shape[-2] - size[0]) // 2
-    left = (image.shape[-1] - size[1]) // 2
-    return image[..., top:top + size[0], left:left + size[1]]
+    top, left, height, width = centre_of(tuple(image.shape[-2:]), size)
+    return image[..., top:top + height, left:left + width]
 
 
 def fit_to_input(image: Tensor, size: tuple[int, int]) -> Tensor:
     """What the network sees of an image at test time: resized to cover `size`, centre-cropped to it."""
-    return center_crop(resize_to_cover(image, size), size)
+    return apply_geometry(image, fit_geometry(*image.shape[-2:], size))
 
 
 def random_crop(image: Tensor, size: tuple[int, int]) -> Tensor:
-    top = int(torch.randint(image.shape[-2] - size[0] + 1, ()))
-    left = int(torch.randint(image.shape[-1] - size[1] + 1, ()))
-    return image[..., top:top + size[0], left:left + size[1]]
+    top, left, height, width = random_place(tuple(image.shape[-2:]), size)
+    return image[..., top:top + height, left:left + width]
 
 
 def ten_crop(image: Tensor, size: tuple[int, int]) -> Tensor:
@@ -142,12 +160,156 @@ def ten_crop(image: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 class Normalize:
+    """(image - mean) / std, per channel, as the last step and the only float work: a uint8 image (0..255) is
+    scaled to [0, 1] in the same pass, and a per-channel `shift` (PCA lighting, in [0, 1] units) is added before
+    normalising, also in the same pass."""
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
-    def __call__(self, image: Tensor) -> Tensor:
+    def __call__(self, image: Tensor, shift: Tensor | None = None) -> Tensor:
+        if image.dtype == torch.uint8:  # (x / 255 - mean) / std as x * scale + offset: two passes in place
+            offset = (-self.mean if shift is None else shift.view(-1, 1, 1) - self.mean) / self.std
+            return image.contiguous().to(torch.float32).mul_(1 / (255 * self.std)).add_(offset)
+        if shift is not None:
+            image = image + shift.view(-1, 1, 1)
         return (image - self.mean) / self.std
+
+
+# --- geometry: which region of an image becomes the working image, decided from its size alone ---------------
+
+@dataclass(frozen=True)
+class Geometry:
+    """Take `box` = (top, left, height, width) of the source (whole pixels), resize it to `resize_to` = (h, w),
+    then keep `crop` = (top, left, height, width) of that (None: all of it)."""
+
+    box: tuple[int, int, int, int]
+    resize_to: tuple[int, int]
+    crop: tuple[int, int, int, int] | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.resize_to if self.crop is None else (self.crop[2], self.crop[3])
+
+    def source_region(self) -> tuple[float, float, float, float]:
+        """The part of the source the working image shows: (left, top, right, bottom) in source pixels,
+        fractional where a crop of the resized region falls between source pixels."""
+        top, left, height, width = self.box
+        if self.crop is None:
+            return float(left), float(top), float(left + width), float(top + height)
+        sy, sx = height / self.resize_to[0], width / self.resize_to[1]
+        crop_top, crop_left, crop_h, crop_w = self.crop
+        return (left + crop_left * sx, top + crop_top * sy, left + (crop_left + crop_w) * sx,
+                top + (crop_top + crop_h) * sy)
+
+
+def _whole(height: int, width: int) -> tuple[int, int, int, int]:
+    return 0, 0, height, width
+
+
+def shorter_side_size(height: int, width: int, shorter: int) -> tuple[int, int]:
+    """Keep the aspect ratio and make the shorter side `shorter` pixels long."""
+    scale = shorter / min(height, width)
+    return max(shorter, round(height * scale)), max(shorter, round(width * scale))
+
+
+def cover_size(height: int, width: int, size: tuple[int, int]) -> tuple[int, int]:
+    """The smallest aspect-preserving size of an h x w image that contains a crop of `size`."""
+    scale = max(size[0] / height, size[1] / width)
+    return max(size[0], round(height * scale)), max(size[1], round(width * scale))
+
+
+def centre_of(outer: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    return (outer[0] - size[0]) // 2, (outer[1] - size[1]) // 2, size[0], size[1]
+
+
+def random_place(outer: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    top = int(torch.randint(outer[0] - size[0] + 1, ()))
+    left = int(torch.randint(outer[1] - size[1] + 1, ()))
+    return top, left, size[0], size[1]
+
+
+def fit_geometry(height: int, width: int, size: tuple[int, int]) -> Geometry:
+    """What the network sees of an image at test time: resized to cover `size`, centre-cropped to it."""
+    resized = cover_size(height, width, size)
+    return Geometry(_whole(height, width), resized, centre_of(resized, size))
+
+
+def random_resized_crop_box(height: int, width: int, area: tuple[float, float],
+                            ratio: tuple[float, float] = RANDOM_RESIZED_CROP_RATIO) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of GoogLeNet's random crop, drawn as torchvision's RandomResizedCrop.get_params draws
+    it (the same calls on torch's generator, in the same order): area fraction uniform in `area`, aspect ratio
+    log-uniform in `ratio`, position uniform; after 10 draws that do not fit, the centre crop of the image
+    clamped to `ratio`."""
+    image_area = height * width
+    log_ratio = torch.log(torch.tensor(ratio))
+    for _ in range(RANDOM_RESIZED_CROP_TRIES):
+        target_area = image_area * torch.empty(1).uniform_(area[0], area[1]).item()
+        aspect = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1])).item()
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, size=(1,)).item())
+            left = int(torch.randint(0, width - w + 1, size=(1,)).item())
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        h, w = height, width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def apply_geometry(image: Tensor, geometry: Geometry) -> Tensor:
+    """Cut an image in memory (... x C x h x w, float or uint8) as `geometry` says."""
+    top, left, height, width = geometry.box
+    image = image[..., top:top + height, left:left + width]
+    if tuple(image.shape[-2:]) != tuple(geometry.resize_to):
+        if image.dtype == torch.uint8:
+            image = resize(image.float(), geometry.resize_to).round_().clamp_(0, 255).to(torch.uint8)
+        else:
+            image = resize(image, geometry.resize_to)
+    if geometry.crop is not None:
+        top, left, height, width = geometry.crop
+        image = image[..., top:top + height, left:left + width]
+    return image
+
+
+def decode_region(opened, geometry: Geometry, channels: int, reduced_scale: bool = True) -> Tensor:
+    """The working image of an opened (not yet decoded) Pillow image as a uint8 C x H x W tensor.
+
+    Only what the region needs is done: a JPEG decodes at 1/2, 1/4 or 1/8 scale (Pillow's draft: libjpeg scales
+    while decoding) when the region still covers the output size at that scale, then one Pillow resample
+    (bilinear, antialiased as torchvision's PIL path) takes just the region to its size. No float, no copy of
+    the whole image. reduced_scale=False decodes at full scale (pixels then differ from a plain decode, crop and
+    resize only at the region's edge, where Pillow's filter reads the pixels just outside the region)."""
+    from PIL import Image
+
+    mode = "RGB" if channels == 3 else "L"
+    out_h, out_w = geometry.size
+    left, top, right, bottom = geometry.source_region()
+    full_w, full_h = opened.size
+    if reduced_scale and opened.format == "JPEG":
+        wanted = (math.ceil(full_w * out_w / (right - left)), math.ceil(full_h * out_h / (bottom - top)))
+        if wanted[0] < full_w and wanted[1] < full_h:
+            opened.draft(mode, wanted)
+    elif opened.format == "JPEG":
+        opened.draft(mode, None)  # libjpeg converts the colours (or keeps only the luma) while decoding
+    if opened.size != (full_w, full_h):  # decoded at 1/scale: the region in the reduced image's pixels
+        scale_x, scale_y = opened.size[0] / full_w, opened.size[1] / full_h
+        left, right, top, bottom = left * scale_x, right * scale_x, top * scale_y, bottom * scale_y
+    if opened.mode != mode:
+        opened = opened.convert(mode)
+    if (left, top, right, bottom) == (0, 0, opened.size[0], opened.size[1]) and opened.size == (out_w, out_h):
+        region = opened
+    else:
+        region = opened.resize((out_w, out_h), Image.Resampling.BILINEAR, box=(left, top, right, bottom))
+    pixels = torch.from_numpy(np.array(region))  # a copy of the output-size image only
+    pixels = pixels[None] if pixels.dim() == 2 else pixels.permute(2, 0, 1).contiguous()
+    return to_channels(pixels, channels) if channels not in (1, 3) else pixels
 
 
 def content_size(input_size: Sequence[int], border: int) -> tuple[int, int]:
@@ -187,18 +349,24 @@ class EvalTransform:
         self.resize = resize
         self.normalize = Normalize(mean, std)
 
-    def __call__(self, image: Tensor) -> Tensor:
+    def geometry(self, height: int, width: int) -> Geometry:
         if self.resize is None:
-            image = resize_to_cover(image, self.size)
-        else:
-            image = resize_shorter_side(image, self.resize)
-        image = ten_crop(image, self.size) if self.crops == 10 else center_crop(image, self.size)
+            return fit_geometry(height, width, self.size)
+        resized = shorter_side_size(height, width, self.resize)
+        return Geometry(_whole(height, width), resized, None if self.crops == 10 else centre_of(resized, self.size))
+
+    def finish(self, image: Tensor) -> Tensor:
+        if self.crops == 10:
+            image = ten_crop(image, self.size)
         return self.normalize(add_border(image, self.border))
+
+    def __call__(self, image: Tensor) -> Tensor:
+        return self.finish(apply_geometry(image, self.geometry(*image.shape[-2:])))
 
 
 class TrainTransform:
-    """Resize to the input (or scale-jitter and random crop), add the border, pad-and-crop, flip, RandAugment
-    or TrivialAugment, PCA lighting, normalise, random erasing."""
+    """Resize to the input (or scale-jitter and random crop, or GoogLeNet's random crop), add the border,
+    pad-and-crop, flip, RandAugment or TrivialAugment, PCA lighting, normalise, random erasing."""
 
     def __init__(self, input_size: Sequence[int], mean: Sequence[float], std: Sequence[float], augment: Augment,
                  pca_eigenvalues: Tensor | None = None, pca_eigenvectors: Tensor | None = None,
@@ -213,32 +381,37 @@ class TrainTransform:
         self.pca_eigenvectors = pca_eigenvectors
         self.normalize = Normalize(mean, std)
 
-    def __call__(self, image: Tensor) -> Tensor:
+    def geometry(self, height: int, width: int) -> Geometry:
         aug = self.augment
+        if aug.random_resized_crop is not None:
+            return Geometry(random_resized_crop_box(height, width, aug.random_resized_crop), self.size)
         if aug.random_resized_scale is not None:
             low, high = aug.random_resized_scale
-            image = random_crop(resize_shorter_side(image, int(torch.randint(low, high + 1, ()))), self.size)
-        else:
-            image = fit_to_input(image, self.size)
+            resized = shorter_side_size(height, width, int(torch.randint(low, high + 1, ())))
+            return Geometry(_whole(height, width), resized, random_place(resized, self.size))
+        return fit_geometry(height, width, self.size)
+
+    def finish(self, image: Tensor) -> Tensor:
+        aug = self.augment
         image = add_border(image, self.border)
         if aug.random_crop_padding:
             pad = aug.random_crop_padding
             image = random_crop(F.pad(image, (pad, pad, pad, pad)), image.shape[-2:])
         if aug.hflip and bool(torch.rand(()) < 0.5):
             image = image.flip(-1)
-        if aug.auto_augment is not None:
-            image = auto_augment(image, aug.auto_augment)
-        if aug.pca_lighting:
-            image = self._lighting(image)
-        image = self.normalize(image)
+        if aug.auto_augment is not None:  # on floats in [0, 1]
+            image = auto_augment(image.float().div_(255) if image.dtype == torch.uint8 else image, aug.auto_augment)
+        image = self.normalize(image, self._lighting() if aug.pca_lighting else None)
         return random_erasing(image, aug.random_erasing) if aug.random_erasing else image
 
-    def _lighting(self, image: Tensor) -> Tensor:
+    def __call__(self, image: Tensor) -> Tensor:
+        return self.finish(apply_geometry(image, self.geometry(*image.shape[-2:])))
+
+    def _lighting(self) -> Tensor:
         # AlexNet section 4.1: add sum_i alpha_i * lambda_i * p_i to every pixel, alpha_i ~ N(0, sigma^2) drawn
         # once per image, (lambda_i, p_i) the eigenvalues/vectors of the training pixels' colour covariance.
         alpha = torch.randn(self.pca_eigenvalues.shape[0]) * self.augment.pca_lighting
-        shift = self.pca_eigenvectors @ (alpha * self.pca_eigenvalues)
-        return image + shift.view(-1, 1, 1)
+        return self.pca_eigenvectors @ (alpha * self.pca_eigenvalues)
 
 
 def eval_transform(input_size: Sequence[int], mean: Sequence[float], std: Sequence[float], crops: int = 1,

@@ -130,15 +130,21 @@ class Drawing:
         """Write the drawing; the format from `format` or the suffix (.svg, .png, .pdf). PNGs are drawn at
         `scale` pixels per SVG pixel (default 2, less for very large drawings)."""
         path = Path(path)
-        format = (format or path.suffix.lstrip(".") or "svg").lower()
-        if format not in FORMATS:
-            raise DrawError(f"cannot write {str(path)!r}: the format is taken from the suffix, one of .svg, .png, "
-                            f".pdf (or give format=)")
-        if path.exists() and not overwrite:
-            raise OutputExistsError(f"{str(path)!r} exists; give another --out, or --force to replace it")
+        format = _check_target(path, format, overwrite)
         if scale is None:
             scale = max(0.5, min(2.0, 5000 / max(self.width, self.height)))
         return atomic_write_bytes(path, self.to_bytes(format, scale=scale))
+
+
+def _check_target(path: Path, format: str | None, overwrite: bool) -> str:
+    """The format to write `path` in (by its suffix unless given); refuses an unknown one, and a file that
+    exists unless `overwrite`."""
+    format = (format or path.suffix.lstrip(".") or "svg").lower()
+    if format not in FORMATS:
+        raise DrawError(f"cannot write {str(path)!r}: give a file ending in .svg, .png or .pdf")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{str(path)!r} exists; give another --out, or --force to replace it")
+    return format
 
 
 def _text_width(text: str, size: float) -> float:
@@ -176,6 +182,8 @@ def draw(model_or_name: nn.Module | str | Path, input_size: tuple[int, ...] | No
 def draw_to_file(source: str | Path, out: str | Path | None = None, force: bool = False, **options) -> Path:
     """Draw a registered name or a checkpoint and write it: to `out` (format by suffix), by default
     `NAME.svg` in the current folder. Refuses to replace a file unless `force`."""
+    if out is not None:
+        _check_target(Path(out), None, force)  # before the work, so a refusal costs nothing
     drawing = draw(source, **options)
     if out is None:
         out = Path(f"{drawing.graph.name}.svg")

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ..data.facts import SourceFacts, source_facts
-from ..errors import DataError, InputSizeError, Interrupted, RunFolderError, TrainingDivergedError
+from ..errors import CorruptImageError, DataError, InputSizeError, Interrupted, RunFolderError, TrainingDivergedError
 from ..io import check_folder_path, first_free_folder
 from ..memory import MemoryEstimate
 from ..registry import create_model, model_card
@@ -74,6 +74,7 @@ class TrainConfig:
     scale_jitter: tuple[float, float] | None = None  # shorter side in [a, b] x the input side, then a random crop
     hflip: bool = False
     pca_lighting: float = 0.0
+    random_resized_crop: tuple[float, float] | None = None  # GoogLeNet's crop: area fraction range (0.08, 1.0)
     auto_augment: str | None = None             # "randaugment" or "trivialaugment" (data/auto_augment.py)
     random_erasing: float = 0.0                 # probability a training image gets a rectangle erased
     mixup_alpha: float = 0.0                    # training/mixing.py
@@ -112,14 +113,14 @@ class TrainConfig:
     channels_last: bool | None = None           # when deterministic; the same for channels_last
     deterministic: bool = False                 # torch.use_deterministic_algorithms
     device: str = "auto"
-    workers: int = 0
+    workers: int | None = None                  # DataLoader processes; None: chosen for the data and machine
     threads: int | None = None                  # CPU threads per process; None: convzoo.runtime's policy
     tensorboard: bool = False                   # TensorBoard event files beside metrics.csv (training/tensorboard.py)
     out: str | None = None
     force: bool = False                         # run even when the memory estimate exceeds what is available
 
     def __post_init__(self) -> None:
-        for name in ("input_size", "scale_jitter", "lr_steps", "freeze"):
+        for name in ("input_size", "scale_jitter", "lr_steps", "freeze", "random_resized_crop"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, tuple(value))
@@ -163,8 +164,9 @@ class TrainResult:
 # The sweep of --lr auto draws its batches from a generator seeded as an epoch no run reaches.
 LR_FIND_EPOCH = 2**31 - 1
 
-# Settings a resumed run may change: they alter how it runs, never what it computes.
-RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out", "force")
+# Settings a resumed run may change: they alter how it runs, never what it computes (skip_bad: only which
+# unreadable files stop it, so a run stopped by one can go on without it).
+RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out", "force", "skip_bad")
 
 
 def train(config: TrainConfig, *, resume: bool = False, console: Console | None = None) -> TrainResult:
@@ -175,12 +177,18 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
     ctx = distributed.setup(config.device)
     try:
         run = set_up(config, resume=resume, ctx=ctx, console=console)
+        if run.data.from_files and run.start_epoch == 0 and ctx.is_main:
+            run.folder.save_resume_state(run.resume_state(0))  # a file may turn out unreadable in epoch 1
         try:
             for epoch in epochs_to_run(run):
-                train_metrics, progress = train_one_epoch(run, epoch)
-                val_metrics = validate(run)
+                try:
+                    train_metrics, progress = train_one_epoch(run, epoch)
+                    val_metrics = validate(run)
+                except CorruptImageError as err:
+                    raise _unreadable_stop(err, epoch, run) from None
                 is_best = record_epoch(run, epoch, train_metrics, val_metrics, progress)
                 save_epoch(run, val_metrics, is_best)
+                _report_unreadable(run)
         except KeyboardInterrupt as err:
             raise Interrupted(f"interrupted; the checkpoint of the last finished epoch is intact: continue with "
                               f"`convzoo train --resume {run.folder.path}`") from err
@@ -228,6 +236,7 @@ class Run:
     train_seconds: float = 0.0
     input_size_from: str = ""                   # why this input size (training/sizes.py)
     memory: MemoryEstimate | None = None        # the estimated peak memory, checked before anything was loaded
+    reported_unreadable: int = 0  # unreadable files already named (data.unreadable() grows under skip_bad)
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -336,20 +345,24 @@ def _load_data(config: TrainConfig, input_size: tuple[int, int, int], border: in
         random_crop_padding=config.random_crop_padding, hflip=config.hflip, pca_lighting=config.pca_lighting,
         random_resized_scale=None if config.scale_jitter is None else
         tuple(round(s * (min(input_size[1:]) - 2 * border)) for s in config.scale_jitter),
-        auto_augment=config.auto_augment, random_erasing=config.random_erasing)
+        auto_augment=config.auto_augment, random_erasing=config.random_erasing,
+        random_resized_crop=config.random_resized_crop)
     return load_data(config.data, input_size, val_split=config.val_split, seed=config.seed,
                      augment=None if augment == Augment() else augment, skip_bad=config.skip_bad, border=border)
 
 
 def _loaders(data, config: TrainConfig, ctx: distributed.Distributed):
+    from ..data import default_workers
+
+    workers = default_workers(data, config.workers)
     train_sampler = DistributedSampler(data.train, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                        seed=config.seed)
     # Full batches only (batch norm cannot train on a batch of one), unless the data is smaller than a batch.
     drop_last = len(train_sampler) >= config.batch_size
     train_loader = DataLoader(data.train, batch_size=config.batch_size, sampler=train_sampler,
-                              num_workers=config.workers, drop_last=drop_last)
-    val_loader = _eval_loader(data.val, config, ctx)
-    test_loader = _eval_loader(data.test, config, ctx) if data.test is not None else val_loader
+                              num_workers=workers, drop_last=drop_last)
+    val_loader = _eval_loader(data.val, config, ctx, workers)
+    test_loader = _eval_loader(data.test, config, ctx, workers) if data.test is not None else val_loader
     return train_sampler, train_loader, val_loader, test_loader
 
 
@@ -461,7 +474,8 @@ def _write_config(run: Run) -> None:
                      "global_batch_size": config.batch_size * ctx.world_size,
                      "steps_per_epoch": len(run.train_loader), "speed": run.speed.to_dict(), "lr": run.lr,
                      "input_size_from": run.input_size_from,
-                     "memory": None if run.memory is None else run.memory.to_dict()},
+                     "memory": None if run.memory is None else run.memory.to_dict(),
+                     "workers": run.train_loader.num_workers},
         "data": run.data.describe(), "versions": _versions()})
 
 
@@ -668,7 +682,8 @@ def finish(run: Run) -> TrainResult:
     results = {"model": run.card.name, "data": run.config.data, "split": run.test_split,
                "checkpoint": folder.best.name, "epoch": run.best_epoch, "weights": run.best_weights,
                **{k: finite_or_none(v) for k, v in test_metrics.items()},
-               "accuracy_unit": task.unit, "train_seconds": round(run.train_seconds, 2)}
+               "accuracy_unit": task.unit, "train_seconds": round(run.train_seconds, 2),
+               "unreadable_images": run.data.unreadable()}
     if ctx.is_main:
         test_set = run.data.test if run.data.test is not None else run.data.val
         results.update(task.error_analysis(run.network, test_set, run.data.mean, run.data.std, test_metrics,
@@ -726,10 +741,29 @@ def _speed_choice(network: nn.Module, task: Task, loader: DataLoader, config: Tr
     return choice
 
 
-def _eval_loader(dataset: Dataset, config: TrainConfig, ctx: distributed.Distributed) -> DataLoader:
+def _eval_loader(dataset: Dataset, config: TrainConfig, ctx: distributed.Distributed, workers: int) -> DataLoader:
     # Each process takes every world_size-th image: no image counted twice, none left out.
     shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size)) if ctx.enabled else dataset
-    return DataLoader(shard, batch_size=config.batch_size, shuffle=False, num_workers=config.workers)
+    return DataLoader(shard, batch_size=config.batch_size, shuffle=False, num_workers=workers)
+
+
+def _report_unreadable(run: Run) -> None:
+    """With skip_bad: name the files found unreadable in this epoch (results.json lists them all)."""
+    unreadable = run.data.unreadable()
+    new = unreadable[max(run.reported_unreadable, len(run.data.skipped)):]
+    run.reported_unreadable = len(unreadable)
+    if new and run.ctx.is_main:
+        run.console.print(f"skipped {len(new)} unreadable image(s) this epoch ({len(unreadable)} in all): "
+                          f"{', '.join(new[:5])}{' ...' if len(new) > 5 else ''}", highlight=False, soft_wrap=True)
+
+
+def _unreadable_stop(err: CorruptImageError, epoch: int, run: Run) -> CorruptImageError:
+    """A file whose pixels turned out unreadable when a batch decoded it, without skip_bad: the run stops,
+    naming it; the resume state of the last completed epoch (or of the start) lets --resume go on."""
+    done = run.history[-1]["epoch"] if run.history else run.start_epoch
+    return CorruptImageError(err.path, f"{err.reason}; found in epoch {epoch + 1}, so training stopped",
+                             f"The run continues from epoch {done + 1} with --resume {run.folder.path} once the "
+                             f"file is fixed or removed (add --skip-bad there to skip such files).")
 
 
 def _seed_everything(seed: int, epoch: int, rank: int) -> None:

@@ -12,7 +12,8 @@ no other network, so they live in this file rather than in layers/.
 from __future__ import annotations
 
 import random
-from typing import Sequence
+import re
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,9 @@ C3_TABLE: tuple[tuple[int, ...], ...] = (
     (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),
     (0, 1, 2, 3, 4, 5),
 )
+
+# C3 as first written, one small convolution per map: c3.maps.<map>.weight (1 x inputs x 5 x 5) and .bias (1).
+_SIXTEEN_CONV_KEY = re.compile(r"^(.*)c3\.maps\.(\d+)\.(weight|bias)$")
 
 F6_UNITS = 84  # the paper's codes are 7x12 bitmaps, one pixel per F6 unit
 RBF_CODE_SEED = 1998
@@ -73,16 +77,50 @@ class TrainableSubsampling(nn.Module):
 
 
 class PartiallyConnectedConv2d(nn.Module):
-    """C3: a convolution whose output map i reads only the input maps in `table[i]`. One small convolution per
-    output map, so only the connected kernels exist (C3 has 1,516 parameters, not the 2,416 of a full conv)."""
+    """C3: a convolution whose output map i reads only the input maps in `table[i]`, run as one convolution.
 
-    def __init__(self, table: Sequence[Sequence[int]], kernel_size: int):
+    Only the connected kernels are parameters: `weight` holds them in table order (map 0's kernels for its
+    inputs in order, then map 1's, ...: 60 kernels for Table I) and `bias` one value per output map, so C3 has
+    the paper's 1,516 parameters, not the 2,416 of a full convolution. The forward scatters them into a full
+    out x in x k x k kernel whose unconnected kernels are zero and runs one conv2d: the same outputs as one
+    small convolution per map (how this layer was first written; `LeNet5.remap_state_dict` reads those checkpoints),
+    2.2x faster on CPU. The zeros are multiplied too: C3 computes 240,000 MACs at 10x10, 150,000 of them
+    the paper's connections."""
+
+    connections: Tensor
+
+    def __init__(self, table: Sequence[Sequence[int]], in_chans: int, kernel_size: int):
         super().__init__()
         self.table = tuple(tuple(inputs) for inputs in table)
-        self.maps = nn.ModuleList(nn.Conv2d(len(inputs), 1, kernel_size) for inputs in self.table)
+        self.in_chans = in_chans
+        self.kernel_size = kernel_size
+        for inputs in self.table:
+            if not inputs or not all(0 <= i < in_chans for i in inputs) or len(set(inputs)) != len(inputs):
+                raise ValueError(f"a connection table row must list distinct input maps in 0..{in_chans - 1}, "
+                                 f"got {inputs}")
+        # Where each stored kernel goes in the full (out * in) x k x k kernel: row out * in_chans + in.
+        rows = [out * in_chans + i for out, inputs in enumerate(self.table) for i in inputs]
+        self.register_buffer("connections", torch.tensor(rows, dtype=torch.long), persistent=False)
+        self.weight = nn.Parameter(torch.empty(len(rows), kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.empty(len(self.table)))
+
+    def full_weight(self) -> Tensor:
+        """The out x in x k x k kernel of the equivalent full convolution (zeros where the table has no link)."""
+        out, k = len(self.table), self.kernel_size
+        full = self.weight.new_zeros(out * self.in_chans, k, k).index_copy(0, self.connections, self.weight)
+        return full.view(out, self.in_chans, k, k)
+
+    def map_parameters(self, out: int) -> tuple[Tensor, Tensor]:
+        """Output map `out`'s kernels (1 x len(table[out]) x k x k, views into `weight`) and bias (1 value)."""
+        start = sum(len(inputs) for inputs in self.table[:out])
+        return self.weight[start:start + len(self.table[out])].unsqueeze(0), self.bias[out:out + 1]
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([conv(x[:, list(inputs)]) for conv, inputs in zip(self.maps, self.table)], dim=1)
+        return F.conv2d(x, self.full_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_chans={self.in_chans}, out_chans={len(self.table)}, kernel_size={self.kernel_size}, " \
+               f"connections={len(self.connections)}"
 
 
 def rbf_codes(num_classes: int, length: int = F6_UNITS, seed: int = RBF_CODE_SEED) -> Tensor:
@@ -133,7 +171,7 @@ class LeNet5(nn.Module):
         super().__init__()
         self.c1 = nn.Conv2d(in_chans, 6, kernel_size=5)
         self.s2 = TrainableSubsampling(6)
-        self.c3 = PartiallyConnectedConv2d(C3_TABLE, kernel_size=5)
+        self.c3 = PartiallyConnectedConv2d(C3_TABLE, in_chans=6, kernel_size=5)
         self.s4 = TrainableSubsampling(16)
         self.c5 = nn.Conv2d(16, 120, kernel_size=5)
         self.f6 = nn.Linear(120, F6_UNITS)
@@ -147,11 +185,38 @@ class LeNet5(nn.Module):
             for param in (module.weight, module.bias):
                 nn.init.uniform_(param, -bound, bound)
 
-        for conv in (self.c1, self.c5, *self.c3.maps):
+        for conv in (self.c1, self.c5):
             uniform(conv, conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1])
+        # C3 map by map, its kernels then its bias, in the order (and so with the draws) of one small
+        # convolution per map: the same initial weights as before C3 became one convolution.
+        with torch.no_grad():
+            for out, inputs in enumerate(self.c3.table):
+                bound = 2.4 / (len(inputs) * self.c3.kernel_size ** 2)
+                for param in self.c3.map_parameters(out):
+                    param.uniform_(-bound, bound)
         for subsampling in (self.s2, self.s4):
             uniform(subsampling, 4)
         uniform(self.f6, self.f6.in_features)
+
+    def remap_state_dict(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """A copy of `state_dict` in which the sixteen-convolution C3 (c3.maps.<i>.weight/bias, as LeNet-5 was
+        first written here) becomes the one packed kernel tensor and bias vector; other keys pass unchanged."""
+        maps: dict[tuple[str, str], dict[int, Tensor]] = {}
+        remapped: dict[str, Tensor] = {}
+        for key, value in state_dict.items():
+            match = _SIXTEEN_CONV_KEY.match(key)
+            if match is None:
+                remapped[key] = value
+            else:
+                maps.setdefault((match.group(1), match.group(3)), {})[int(match.group(2))] = value
+        for (prefix, name), per_map in maps.items():
+            if sorted(per_map) != list(range(len(self.c3.table))):
+                raise ValueError(f"the checkpoint's C3 has maps {sorted(per_map)}; LeNet-5 has "
+                                 f"{len(self.c3.table)} (0..{len(self.c3.table) - 1})")
+            parts = [per_map[i].reshape(-1, *per_map[i].shape[2:]) if name == "weight" else per_map[i].reshape(-1)
+                     for i in range(len(self.c3.table))]
+            remapped[f"{prefix}c3.{name}"] = torch.cat(parts)
+        return remapped
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in (self.c1, self.s2, self.c3, self.s4, self.c5):
@@ -168,11 +233,13 @@ class LeNet5(nn.Module):
 
 @register_model(
     family="lenet", paper=PAPER, input_size=(1, 32, 32), min_input_size=(32, 32), params=60_000, num_classes=10,
-    macs=325_680,
+    macs=415_680,
     reported={"mnist_error": 0.95},
     notes="The paper's network down to C3's connection table, trainable subsampling and the RBF output, whose "
           "7x12 character bitmaps are replaced by fixed pseudo-random +-1 codes; it returns -distances, so "
-          "cross-entropy is the paper's MAP loss. Not in torchvision/timm. Error: MNIST test, no distortions.",
+          "cross-entropy is the paper's MAP loss. C3 runs as one convolution whose unconnected kernels are zero: "
+          "the MACs count them (C3 240,000; the paper's 151,600 connections are 150,000 MACs and 1,600 bias "
+          "additions). Not in torchvision/timm. Error: MNIST test, no distortions.",
 )
 def lenet5(**kwargs) -> LeNet5:
     return LeNet5(**kwargs)
