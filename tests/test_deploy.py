@@ -11,6 +11,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import convzoo
 from convzoo.deploy import fold_batch_norms, fold_conv_bn, optimize_for_inference
+from twins import DEEPER_TWINS
 
 
 def relative_error(reference: torch.Tensor, other: torch.Tensor) -> float:
@@ -229,7 +230,20 @@ def test_the_sweep_list_holds_every_network_with_batch_norms():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", _WITH_BATCH_NORM)
+def test_every_twin_is_made_of_its_representatives_blocks():
+    """The sweeps leave out deeper twins (tests/twins.py): each must be of its representative's family and input
+    size and hold exactly the same kinds of modules, so the representative's checks cover its operations."""
+    for twin, representative in DEEPER_TWINS.items():
+        with torch.device("meta"):
+            built = [convzoo.create_model(name) for name in (twin, representative)]
+        kinds = [{type(module).__name__ for module in model.modules()} for model in built]
+        assert built[0].card.family == built[1].card.family, twin
+        assert built[0].card.input_size == built[1].card.input_size, twin
+        assert kinds[0] == kinds[1], (twin, kinds[0] ^ kinds[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [name for name in _WITH_BATCH_NORM if name not in DEEPER_TWINS])
 def test_every_network_with_batch_norms_keeps_its_outputs(name):
     """Folding is an identity of arithmetic, so it is checked in float64: in float32 a deep random network
     amplifies rounding past any fixed bound (measured on se_resnet152 over 4 seeds and 1-2 threads: float32
