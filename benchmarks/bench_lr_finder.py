@@ -27,10 +27,14 @@ def main() -> None:
     parser.add_argument("--model", default="lenet5")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--data", default="digits")
+    parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--out", default="/tmp/lr-bench")
     args = parser.parse_args()
     quiet = Console(file=io.StringIO())
-    settings = dict(data="digits", epochs=args.epochs, threads=1, amp=False, channels_last=False)
+    settings = dict(data=args.data, epochs=args.epochs, threads=1, amp=False, channels_last=False)
+    if args.batch_size:
+        settings["batch_size"] = args.batch_size
     if args.input_size:
         settings["input_size"] = (args.input_size, args.input_size)
     found = find_lr(make_config(args.model, **settings), out=Path(args.out) / "finder", console=quiet)
@@ -41,10 +45,10 @@ def main() -> None:
         print(f"lr {lr:<6g} test top-1 {result.test['top1_accuracy']:6.2f}%  loss {result.test['loss']:.4f}", flush=True)
     best = max(rows, key=lambda r: (r[1], -r[2]))[0]
     ratio = max(found.suggestion / best, best / found.suggestion)
-    print(f"finder: suggestion {found.suggestion:.3g} (minimum/10: {found.min_over_10:.3g}); best swept rate {best:g}; "
+    print(f"finder: suggestion {found.suggestion:.3g} (steepest: {found.steepest:.3g}); best swept rate {best:g}; "
           f"factor {ratio:.2f} [target <= 3: {'met' if ratio <= 3 else 'missed'}]; load {os.getloadavg()[0]:.1f}")
     atomic_write_text(Path(args.out) / "summary.json", json.dumps(
-        {"suggestion": found.suggestion, "min_over_10": found.min_over_10, "sweep": rows, "best": best,
+        {"suggestion": found.suggestion, "steepest": found.steepest, "sweep": rows, "best": best,
          "factor": ratio}, indent=2))
 
 

@@ -32,6 +32,7 @@ positive_float = _checked(float, lambda v: v > 0, "a number above 0", "positive_
 non_negative_float = _checked(float, lambda v: v >= 0, "a number of 0 or more", "non_negative_float")
 # A fraction strictly between 0 and 1 (a validation split); a number from 0 to 1 (a momentum, a decay).
 fraction = _checked(float, lambda v: 0 < v < 1, "a fraction between 0 and 1 (both excluded), e.g. 0.1", "fraction")
+port = _checked(int, lambda v: 0 <= v <= 65535, "a port number from 1 to 65535 (0: any free port)", "port")
 unit_interval = _checked(float, lambda v: 0 <= v <= 1, "a number from 0 to 1, e.g. 0.9", "unit_interval")
 
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from .analysis import CONVENTIONS, summary
 from .analysis.compare import compare, complexity_chart
 from .argtypes import (ArgumentParser, add_device_argument, add_threads_argument, device, fraction, non_negative_float,
-                       non_negative_int, out_file, out_folder, positive_float, positive_int, unit_interval)
+                       non_negative_int, out_file, out_folder, port, positive_float, positive_int, unit_interval)
 from .errors import ConvzooError, DrawError, Interrupted, MemoryEstimateError, user_error_message
 from .registry import list_models, model_card
 from .runtime import use_threads
@@ -161,6 +161,21 @@ def _cmd_draw(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explore(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .explore import build_site, serve
+
+    out = args.out or (tempfile.mkdtemp(prefix="convzoo-explore-") if args.serve else "explore")
+    site = build_site(args.items, out=out, progress=True, workers=args.workers)
+    print(f"explorer written to {site.index} ({len(site.networks)} networks, {len(site.runs)} runs, "
+          f"{site.files} files, {site.bytes / 2**20:.1f} MiB, {site.seconds:.1f} s); open it in a browser, no server "
+          f"needed")
+    if args.serve:
+        serve(site.out, port=args.port)
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_from_args
 
@@ -259,8 +274,8 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
                         f"{' (stopped: the loss diverged)' if result.diverged else ''}", title_justify="left")
     table.add_column("rule")
     table.add_column("learning rate", justify="right")
-    table.add_row("suggestion: steepest descent before the minimum", f"{result.suggestion:.3g}")
-    table.add_row("minimum of the smoothed loss / 10", f"{result.min_over_10:.3g}")
+    table.add_row("suggestion: the minimum of the smoothed loss (a schedule's peak)", f"{result.suggestion:.3g}")
+    table.add_row("its steepest descent (a constant rate)", f"{result.steepest:.3g}")
     _console().print(table)
     print(f"curve and figures: {result.png}")
     return 0
@@ -580,22 +595,30 @@ def _default_search_out(method: str, data: str) -> str:
     return str(first_free_folder(Path("runs") / f"nas-{method}-{data_name}", lambda p: SearchFolder(p).holds_search()))
 
 
-def _cmd_nas_search(args: argparse.Namespace) -> int:
+def nas_search_config(args: argparse.Namespace):
+    """The SearchConfig and search folder `convzoo nas search` args ask for: the flags given over the method's
+    defaults or, with --resume, over the saved search's settings."""
+    from .nas.config import SearchConfig
     from .nas.folder import SearchFolder
-    from .nas.search import SearchConfig, search
 
     settings = _nas_search_settings(args)
-    if args.resume:
-        if args.out and args.out != args.resume:
-            raise ValueError(f"--resume continues the search in {args.resume}; --out {args.out} names another "
-                             f"folder (leave --out out)")
-        saved = SearchFolder(args.resume).read_config()
-        space = {**saved.get("space", {}), **settings.pop("space", {})}
-        config = SearchConfig.from_dict({**saved, **settings, "space": space})
-        out = args.resume
-    else:
+    if not args.resume:
         config = SearchConfig.for_method(settings)
-        out = args.out or _default_search_out(config.method, config.data)
+        return config, args.out or _default_search_out(config.method, config.data)
+    if args.out and args.out != args.resume:
+        raise ValueError(f"--resume continues the search in {args.resume}; --out {args.out} names another "
+                         f"folder (leave --out out)")
+    saved = SearchFolder(args.resume).read_config()
+    if settings.get("executor", saved.get("executor")) != "ray":  # the Ray settings go with the Ray executor
+        saved = {k: v for k, v in saved.items() if k not in ("address", "cpus_per_child", "gpus_per_child")}
+    space = {**saved.get("space", {}), **settings.pop("space", {})}
+    return SearchConfig.from_dict({**saved, **settings, "space": space}), args.resume
+
+
+def _cmd_nas_search(args: argparse.Namespace) -> int:
+    from .nas.search import search
+
+    config, out = nas_search_config(args)
     search(config, out, resume=bool(args.resume), console=_console())
     return 0
 
@@ -668,8 +691,8 @@ def _cmd_nas_show(args: argparse.Namespace) -> int:
 
 
 def _add_nas_commands(commands) -> None:
+    from .nas.config import METHODS
     from .nas.executor import EXECUTORS
-    from .nas.search import METHODS
     from .training.optim import OPTIMIZERS
 
     unset = argparse.SUPPRESS  # only flags the user gives override the defaults (or a resumed search's settings)
@@ -683,9 +706,21 @@ def _add_nas_commands(commands) -> None:
     p.add_argument("--method", choices=METHODS, default=unset, help="reinforce (default), random, or enas")
     p.add_argument("--data", default=unset, help="'digits' (default) or a data folder (see `convzoo train --help`)")
     p.add_argument("--budget", type=positive_int, default=unset, metavar="N", help="architectures to sample (default 64)")
-    p.add_argument("--workers", type=positive_int, default=unset, metavar="N", help="children trained at once (processes)")
+    p.add_argument("--workers", type=positive_int, default=unset, metavar="N",
+                   help="children trained at once (local: processes; ray: tasks)")
     p.add_argument("--executor", choices=EXECUTORS, default=unset,
-                   help="local (this machine's processes) or ray (a Ray cluster; pip install ray)")
+                   help="local (this process, or --workers processes) or ray (a Ray cluster: pip install "
+                        "\"convzoo[ray]\"; docs/nas.md)")
+    p.add_argument("--address", default=unset, metavar="auto|HOST:PORT",
+                   help="ray: the cluster (auto: the one `ray start` joined here; default RAY_ADDRESS, else a new "
+                        "Ray instance on this machine)")
+    p.add_argument("--cpus-per-child", type=positive_float, default=unset, metavar="N",
+                   help="ray: a child's CPU request, and its torch threads (default 1)")
+    p.add_argument("--gpus-per-child", type=non_negative_float, default=unset, metavar="N",
+                   help="ray: a child's GPU request (default 0; 0.5 puts two children on a GPU)")
+    p.add_argument("--retries", type=non_negative_int, default=unset, metavar="N",
+                   help="runs a child gets after the first when its worker is lost (default 2); then it is "
+                        "recorded as failed")
     p.add_argument("--out", type=out_folder, default=None, metavar="DIR", help="search folder (default: runs/nas-METHOD-DATA)")
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the search in DIR exactly (a larger --budget extends it)")
@@ -801,6 +836,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace files that exist")
     p.add_argument("--course", action="store_true", help="write the course's figures (PNG and SVG) to --out DIR")
     p.set_defaults(run=_cmd_draw)
+
+    p = commands.add_parser("explore", help="write the explorer: one offline web page of the zoo, networks and runs")
+    p.add_argument("items", nargs="*", metavar="NAME|RUN_FOLDER",
+                   help="registered names, wildcards ('resnet*') or `convzoo train` run folders (none: every network)")
+    p.add_argument("--out", type=out_folder, default=None, metavar="DIR",
+                   help="the site's folder (default ./explore; with --serve, a temporary folder); open DIR/index.html")
+    p.add_argument("--serve", action="store_true", help="then serve it on http://127.0.0.1:PORT/ until Ctrl-C")
+    p.add_argument("--port", type=port, default=8000, metavar="N", help="the port for --serve (default 8000)")
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="processes drawing the networks (default: one per usable core for more than 8 networks)")
+    p.set_defaults(run=_cmd_explore)
 
     from .bench import add_bench_arguments
 

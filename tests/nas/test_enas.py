@@ -13,7 +13,8 @@ from convzoo.errors import RunFolderError
 from convzoo.nas import enas
 from convzoo.nas.enas import EnasSettings, SharedNetwork, shared_step
 from convzoo.nas.folder import SearchFolder
-from convzoo.nas.search import SearchConfig, search
+from convzoo.nas.config import SearchConfig
+from convzoo.nas.search import search
 from convzoo.nas.space import SearchSpace
 from convzoo.nas.spec import SpecError, load_spec, spec_key
 

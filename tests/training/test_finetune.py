@@ -33,6 +33,10 @@ def test_frozen_stages_get_no_update_and_keep_their_statistics():
     assert not torch.equal(network.layer2[0].bn1.running_mean, torch.zeros(32))  # the rest still learn them
     with pytest.raises(ValueError, match="'layer9' matches no parameter.*stem, layer1, layer2, layer3, head"):
         freeze(network, ("layer9",))
+    network.train()
+    hold_statistics(network, norms, all_norms=True)  # --freeze-bn: every batch norm, frozen or not
+    assert not any(m.training for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert network.layer3[0].conv1.training
 
 
 def test_layer_decay_and_a_body_rate_give_each_stage_its_rate():

@@ -8,17 +8,23 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from convzoo.training.lr_finder import lr_sweep, plot_lr_find, suggest
+from convzoo.training.lr_finder import centred_average, lr_sweep, plot_lr_find, suggest
 
 
-def test_the_suggestion_is_the_steepest_descent_before_the_minimum():
+def test_the_suggestion_is_the_minimum_of_the_centred_curve_and_the_steepest_descent_comes_before_it():
     lrs = [10 ** (-6 + i * 0.1) for i in range(61)]  # 1e-6 .. 1
     # flat, then falling fastest at 1e-3, lowest at 1e-2, then rising
     smoothed = [2 - math.tanh((math.log10(lr) + 3) * 2) + (max(0, math.log10(lr) + 2) * 5) ** 2 for lr in lrs]
-    steepest, min_over_10 = suggest(lrs, smoothed)
+    at_minimum, steepest = suggest(lrs, smoothed)
     assert math.isclose(math.log10(steepest), -3, abs_tol=0.11)
-    lowest = lrs[min(range(len(lrs)), key=smoothed.__getitem__)]
-    assert math.isclose(min_over_10, lowest / 10)
+    assert at_minimum == lrs[min(range(len(lrs)), key=smoothed.__getitem__)]
+    assert math.isclose(math.log10(at_minimum), -2, abs_tol=0.11)
+
+
+def test_the_centred_average_does_not_lag():
+    ramp = [float(abs(i - 20)) for i in range(41)]  # a V with its bottom at 20
+    smoothed = centred_average(ramp, fraction=0.2)
+    assert min(range(41), key=smoothed.__getitem__) == 20 and smoothed[20] > 0 and smoothed[10] == 10.0
 
 
 def test_the_sweep_on_a_linear_classifier_stops_when_the_loss_diverges_and_leaves_the_network_alone(tmp_path):

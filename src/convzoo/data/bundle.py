@@ -15,7 +15,7 @@ from ..errors import DataError
 from .common import DataBundle, DataRequest, normalisation, split_train_val
 from .datasets import ImageDataset, ImageSource, load_file
 from .sources import read_source
-from .transforms import MULTI_CROP_RESIZE_RATIO, Augment, EvalTransform, TrainTransform, content_size
+from .transforms import MULTI_CROP_RESIZE_RATIO, EvalTransform, TrainTransform, content_size
 
 
 def load_classification_data(request: DataRequest) -> DataBundle:

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from ..errors import CorruptImageError, DataError, DataNotFoundError
 from .common import DataBundle, DataRequest, normalisation, split_train_val, stratified_split

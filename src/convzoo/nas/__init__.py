@@ -6,12 +6,14 @@
 
     from convzoo.nas import SearchConfig, search
     result = search(SearchConfig(method="reinforce", budget=64, epochs=3, workers=2), "runs/nas")
+    search(SearchConfig(budget=64, workers=8, executor="ray", address="auto", gpus_per_child=1), "runs/nas-ray")
 """
+from .config import SearchConfig, SearchResult
 from .controller import Controller, ControllerSample, ReinforceUpdater, reinforce_loss
 from .enas import EnasSettings, SharedNetwork, run_enas
 from .executor import Executor, ProcessExecutor, RayExecutor, SerialExecutor, make_executor
 from .folder import SearchFolder
-from .search import SearchConfig, SearchResult, search
+from .search import search
 from .space import SearchSpace
 from .spec import (
     EXAMPLE_SPEC,

@@ -44,6 +44,7 @@ from ..errors import SpecError
 from ..models.classification.nas import NASNetwork, concat_padded, save_spec, spec_head_inputs, spec_key
 from ..training.optim import LRSchedule, build_optimizer
 from ..training.progress import EpochProgress
+from .config import SearchConfig, SearchResult, prepare_folder
 from .controller import Controller, ReinforceUpdater
 from .folder import best_row, plot_rewards
 from .space import SearchSpace
@@ -310,7 +311,7 @@ def train_controller(shared: SharedNetwork, controller: Controller, updater: Rei
 
 
 
-def check_enas_memory(config, settings: EnasSettings, images: int, num_classes: int):
+def check_enas_memory(config: SearchConfig, settings: EnasSettings, images: int, num_classes: int):
     """ENAS's estimated peak memory (convzoo/memory.py), checked against what the machine has: the shared weights
     with their gradients and optimizer state, the splits stacked in memory (`images` of them), and the
     activations of the space's largest child at the training batch and at the scoring batch."""
@@ -354,13 +355,13 @@ def check_enas_memory(config, settings: EnasSettings, images: int, num_classes: 
     return guard.check(force=config.force)
 
 
-def run_enas(config, out: str | Path, resume: bool = False, *, console: Console | None = None):
+def run_enas(config: SearchConfig, out: str | Path, resume: bool = False, *,
+             console: Console | None = None) -> SearchResult:
     """Run (or with resume=True continue) the ENAS search `config` (a SearchConfig with method "enas") into the
     folder `out`; returns its SearchResult. At the end `config.budget` children sampled from the trained
     controller are scored on the whole validation split with the shared weights (the leaderboard), and the
     best is written as best.json."""
     from ..data import load_data
-    from .search import SearchResult, prepare_folder
 
     console = console or Console()
     settings = EnasSettings.from_dict(config.enas)
@@ -443,11 +444,11 @@ def run_enas(config, out: str | Path, resume: bool = False, *, console: Console 
 
 # A leaderboard row (folder.LEADERBOARD_COLUMNS). ENAS trains no child alone: no train_seconds, no run folder.
 _EMPTY_ROW = {"index": None, "method": "enas", "key": None, "num_layers": None, "reward": None, "val_accuracy": None,
-              "params": None, "macs": None, "train_seconds": None, "duplicate_of": None, "run": None, "error": None,
-              "spec": None}
+              "params": None, "macs": None, "train_seconds": None, "duplicate_of": None, "run": None, "attempts": None,
+              "error": None, "spec": None}
 
 
-def score_children(shared: SharedNetwork, controller: Controller, config, settings: EnasSettings,
+def score_children(shared: SharedNetwork, controller: Controller, config: SearchConfig, settings: EnasSettings,
                    images: Tensor, labels: Tensor) -> list[dict]:
     """Sample `config.budget` children from the trained controller and score each (once per distinct
     architecture) on the whole validation split with the shared weights: the leaderboard rows."""

@@ -26,7 +26,7 @@ from ..io import atomic_write_bytes, atomic_write_text, read_json
 STATE_FORMAT = "convzoo-nas-state"
 _STATE_KEY = "convzoo_nas_state"
 LEADERBOARD_COLUMNS = ("index", "method", "key", "num_layers", "reward", "val_accuracy", "params", "macs",
-                       "train_seconds", "duplicate_of", "run", "error", "spec")
+                       "train_seconds", "duplicate_of", "run", "attempts", "error", "spec")
 
 
 class SearchFolder:
@@ -48,6 +48,17 @@ class SearchFolder:
 
     def child(self, index: int) -> Path:
         return self.children / f"{index:04d}"
+
+    def write_child(self, index: int, files: dict[str, bytes]) -> Path:
+        """Write a child's run folder sent back by a worker that does not share this disk ({relative path:
+        bytes}), each file atomically."""
+        child = self.child(index)
+        for name, data in files.items():
+            target = (child / name).resolve()
+            if not target.is_relative_to(child.resolve()):
+                raise RunFolderError(f"a child's file {name!r} would land outside its run folder {str(child)!r}")
+            atomic_write_bytes(target, data)
+        return child
 
     def write_config(self, config: dict) -> None:
         atomic_write_text(self.config, json.dumps(config, indent=2) + "\n")

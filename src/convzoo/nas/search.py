@@ -14,6 +14,11 @@ filter larger than its input after strides) gets reward 0, untrained: the contro
 An architecture sampled before (same spec_key) is not trained again: it gets the stored reward and still
 counts as a sample, for the controller and the budget.
 
+Children train on an executor (executor.py: this process, local processes, or Ray tasks), at most `workers` at
+once whatever the executor, so the same search on any of them samples, trains and scores the same children. A
+child whose worker is lost (its process or Ray node died, it was killed for memory) runs again, up to `retries`
+times; then it is recorded as failed (reward 0, `error` saying why, not learnt from) and the search goes on.
+
 Resume is exact: the state (controller, Adam, baseline, samples with rewards, random states) is saved after
 every child, the samples of a round are drawn before any of them trains, and the controller updates only on a
 complete round; so a search stopped anywhere and resumed (with the same or a larger budget) draws and trains
@@ -21,164 +26,29 @@ exactly what the uninterrupted search would. The test split is never looked at.
 """
 from __future__ import annotations
 
+import json
 import random
 import shutil
+import tempfile
 import time
-from concurrent.futures import Future, as_completed
-from dataclasses import dataclass, field, fields
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
-from typing import Any
 
 import torch
 from rich.console import Console
 
-from ..errors import Interrupted, RunFolderError, SpecError, TrainingDivergedError
-from ..runtime import choose_threads, use_threads
+from ..errors import Interrupted, SpecError, TrainingDivergedError
+from ..runtime import use_threads
+from .config import SearchConfig, SearchResult, prepare_folder
 from .controller import Controller, ReinforceUpdater
-from .executor import EXECUTORS, make_executor
+from .enas import run_enas
+from .executor import Executor
 from .folder import SearchFolder, best_row, plot_rewards
-from .space import SearchSpace
 from .spec import save_spec, spec_key
 
-METHODS = ("reinforce", "random", "enas")
-# Settings a resumed search may change: how long and where it runs, not what it searches.
-RESUME_MAY_CHANGE = ("budget", "workers", "threads", "executor", "force")
-# The child training settings SearchConfig owns; train_settings may add any other TrainConfig setting.
-_CHILD_SETTINGS = ("epochs", "batch_size", "opt", "lr", "momentum", "weight_decay")
-
-
-# Settings a method needs other than the dataclass's defaults (which are REINFORCE's and random search's).
-# ENAS trains one set of shared weights for many epochs of small batches, on the digits at their own 8x8 with 4
-# layers (a shared step is ~21 ms there, ~160 ms at 16x16 with 6): what benchmarks/bench_enas.py measured.
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "enas": {"input_size": (1, 8, 8), "start_layers": 4, "epochs": 60, "batch_size": 32, "entropy_weight": 1e-4,
-             "budget": 20},
-}
-
-
-@dataclass
-class SearchConfig:
-    """Every setting of a search. Where Zoph & Le (2016) give a value it is the default, except the budget and
-    the child's epochs, sized for a CPU (paper: 12,800 children of 50 epochs each)."""
-
-    method: str = "reinforce"
-    data: str = "digits"
-    input_size: tuple[int, int, int] = (1, 16, 16)  # C, H, W of the children (and of the specs found)
-    val_split: float = 0.1                           # held out of the training split; the reward's data
-    space: SearchSpace = field(default_factory=SearchSpace)
-    # the depth schedule: start_layers, then + add_layers every add_layers_every samples (paper: 6, 2, 1600)
-    start_layers: int = 6
-    add_layers: int = 2
-    add_layers_every: int = 1600
-    budget: int = 64                                 # sampled architectures (paper: 12,800)
-    children_per_update: int = 8                     # m (paper: 8 child replicas per controller replica)
-    # the controller (paper: 2-layer LSTM, 35 units, uniform +-0.08, Adam 6e-4)
-    controller_hidden_size: int = 35
-    controller_lstm_layers: int = 2
-    controller_init_range: float = 0.08
-    controller_lr: float = 6e-4
-    baseline_decay: float = 0.95                     # the EMA baseline's decay (the paper gives none)
-    entropy_weight: float = 0.0                      # 0: the paper's plain REINFORCE
-    # child training (paper: 50 epochs, Nesterov momentum 0.9, lr 0.1, weight decay 1e-4; reward over last 5)
-    epochs: int = 10
-    reward_epochs: int = 5
-    batch_size: int = 64
-    opt: str = "sgd_nesterov"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    train_settings: dict[str, Any] = field(default_factory=dict)  # other TrainConfig settings for every child
-    # how it runs
-    seed: int = 0
-    workers: int = 1
-    threads: int | None = None  # CPU threads in all (children share them); None: convzoo.runtime's policy
-    executor: str = "local"
-    enas: dict[str, Any] = field(default_factory=dict)  # ENAS's own settings (enas.EnasSettings)
-    force: bool = False                              # run even if the memory estimate exceeds what is available
-
-    def __post_init__(self) -> None:
-        if isinstance(self.space, dict):
-            self.space = SearchSpace.from_dict(self.space)
-        self.input_size = tuple(self.input_size)
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if not isinstance(self.budget, int) or self.budget < 1:
-            raise ValueError(f"budget must be at least 1 (the number of architectures to sample), got "
-                             f"{self.budget!r}")
-        if len(self.input_size) != 3 or not all(isinstance(v, int) and v >= 1 for v in self.input_size):
-            raise ValueError(f"input_size must be (channels, height, width), positive integers; got "
-                             f"{self.input_size}")
-        for name in ("start_layers", "add_layers_every", "children_per_update", "controller_hidden_size",
-                     "controller_lstm_layers", "epochs", "reward_epochs", "batch_size", "workers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.add_layers < 0:
-            raise ValueError(f"add_layers must not be negative, got {self.add_layers}")
-        if self.reward_epochs > self.epochs and self.method != "enas":  # ENAS scores children by shared weights
-            raise ValueError(f"reward_epochs ({self.reward_epochs}) cannot exceed the child's epochs "
-                             f"({self.epochs}): the reward is the best validation accuracy of the last "
-                             f"reward_epochs epochs")
-        if not 0 <= self.baseline_decay < 1:
-            raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
-        clash = sorted(set(self.train_settings) & {*_CHILD_SETTINGS, "model", "data", "input_size", "val_split",
-                                                   "model_args", "seed", "out"})
-        if clash:
-            raise ValueError(f"train_settings may not set {', '.join(clash)}: the search sets them (its own "
-                             f"fields, or per child)")
-        self.child_train_config(spec={}, out="-")  # unknown or invalid training settings fail now, not in a child
-
-    def child_threads(self) -> int:
-        """Each child's CPU threads: the search's (convzoo.runtime's policy, or `threads`) shared by the workers."""
-        return max(1, choose_threads(self.threads).threads // self.workers)
-
-    def num_layers(self, index: int) -> int:
-        """The depth of the `index`-th sampled architecture (the depth schedule)."""
-        return self.start_layers + self.add_layers * (index // self.add_layers_every)
-
-    def child_train_config(self, spec: dict, out: str):
-        from ..training import TrainConfig
-
-        return TrainConfig.from_dict({
-            "model": "nas", "data": self.data, "input_size": list(self.input_size[1:]), "val_split": self.val_split,
-            "model_args": {"spec": spec}, "seed": self.seed, "threads": self.child_threads(), "out": out,
-            "force": self.force,
-            # fixed, not timed per run (training/speed.py): a reward must depend on the architecture, not on how
-            # busy the machine was when the engine timed the layouts
-            "amp": False, "channels_last": False,
-            **{name: getattr(self, name) for name in _CHILD_SETTINGS}, **self.train_settings})
-
-    def to_dict(self) -> dict:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values["space"] = self.space.to_dict()
-        values["input_size"] = list(self.input_size)
-        return values
-
-    @classmethod
-    def from_dict(cls, values: dict) -> SearchConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown search settings: {', '.join(unknown)}")
-        return cls(**values)
-
-    @classmethod
-    def for_method(cls, values: dict) -> SearchConfig:
-        """A config from `values`, with the chosen method's defaults (METHOD_DEFAULTS) where `values` says
-        nothing: what `convzoo nas search` builds."""
-        method = values.get("method", cls.method)
-        return cls.from_dict({**METHOD_DEFAULTS.get(method, {}), **values})
-
-
-@dataclass
-class SearchResult:
-    """A finished search: its folder, its leaderboard rows (sampling order) and the best row (its "spec",
-    "reward", "val_accuracy", "index"...; None if no architecture was scored)."""
-
-    out: Path
-    rows: list[dict]
-    best: dict | None
+# A child whose worker was lost on every run it got (`retries` + 1): reward 0, and this prefix on its error. The
+# controller does not learn from it (the machine failed, not the architecture).
+FAILED = "failed: "
 
 
 def search(config: SearchConfig, out: str | Path, resume: bool = False, *,
@@ -188,37 +58,15 @@ def search(config: SearchConfig, out: str | Path, resume: bool = False, *,
     console = console or Console()
     threads = use_threads(config.threads)
     console.print(f"{config.method} search: {threads}" + (f", {config.child_threads()} a child" if config.workers > 1
-                                                          else ""), highlight=False, soft_wrap=True)
+                                                          or config.executor == "ray" else ""),
+                  highlight=False, soft_wrap=True)
     try:
         if config.method == "enas":
-            from .enas import run_enas
-
             return run_enas(config, out, resume, console=console)
         return _sampling_search(config, Path(out), resume, console)
     except KeyboardInterrupt as err:
         raise Interrupted(f"interrupted; the search's state after its last finished step is saved: continue with "
                           f"`convzoo nas search --resume {out}`") from err
-
-
-def prepare_folder(config: SearchConfig, out: str | Path, resume: bool) -> SearchFolder:
-    """The search folder, checked: a new search needs a folder without one; a resumed search needs the same
-    settings (but RESUME_MAY_CHANGE). Raises before writing anything; then writes search.json."""
-    folder = SearchFolder(out)
-    if resume:
-        saved = folder.read_config()
-        given = config.to_dict()
-        differing = [f"{key} (saved {saved.get(key)!r}, given {given.get(key)!r})"
-                     for key in sorted(set(saved) | set(given))
-                     if key not in RESUME_MAY_CHANGE and saved.get(key) != given.get(key)]
-        if differing:
-            raise RunFolderError(f"{str(folder.path)!r} holds another search: --resume continues a search with its "
-                                 f"own settings (its search.json); only {', '.join(RESUME_MAY_CHANGE)} may change, "
-                                 f"not: {'; '.join(differing)}. Nothing was written.")
-    elif folder.holds_search():
-        raise RunFolderError(f"{str(folder.path)!r} already holds a search: continue it with --resume "
-                             f"{folder.path}, or choose another --out")
-    folder.write_config(config.to_dict())
-    return folder
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -285,7 +133,13 @@ class _RandomSampler:
 def train_child(job: dict) -> dict:
     """Train one child with the engine and score it: the highest validation top-1 accuracy (percent) of the
     last `reward_epochs` epochs, and reward = (that / 100) ** 3. A run folder left by a killed search is
-    continued from its last finished epoch; one that never finished an epoch is started again."""
+    continued from its last finished epoch; one that never finished an epoch is started again.
+
+    With job["ship_files"] (a worker that may not see the search folder's disk: another machine), the child
+    trains in a scratch folder of its own machine and returns its run folder's files as result["files"]
+    ({relative path: bytes}) for the search to write."""
+    if job.get("ship_files"):
+        return _train_child_shipping_files(job)
     from ..analysis.summary import summary
     from ..registry import create_model
     from ..training import RunFolder, TrainConfig, train
@@ -312,6 +166,21 @@ def train_child(job: dict) -> dict:
             "macs": report.total_macs, "error": None}
 
 
+def _train_child_shipping_files(job: dict) -> dict:
+    out = job["train_config"]["out"]
+    with tempfile.TemporaryDirectory(prefix="convzoo-child-") as scratch:
+        run = Path(scratch) / Path(out).name
+        result = train_child({**job, "ship_files": False, "train_config": {**job["train_config"], "out": str(run)}})
+        config = run / "config.json"
+        if config.is_file():  # the run folder says where it lives: the search folder's child, not the scratch copy
+            saved = json.loads(config.read_text())
+            saved.get("config", {})["out"] = out
+            config.write_text(json.dumps(saved, indent=2) + "\n")
+        result["files"] = {path.relative_to(run).as_posix(): path.read_bytes()
+                           for path in sorted(run.rglob("*")) if path.is_file()}
+    return result
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The loop
 
@@ -319,8 +188,8 @@ def train_child(job: dict) -> dict:
 def _sampling_search(config: SearchConfig, out: Path, resume: bool, console: Console) -> SearchResult:
     check_search_memory(config)  # the largest child the space holds, on every worker at once
     sampler = _ControllerSampler(config) if config.method == "reinforce" else _RandomSampler(config)
-    # before any file is written: Ray may be missing
-    executor = make_executor(config.executor, config.workers, config.child_threads())
+    # before any file is written: Ray may be missing, or its cluster out of reach
+    executor = config.make_executor()
     try:
         folder = prepare_folder(config, out, resume)
         samples: list[dict] = []
@@ -339,7 +208,7 @@ def _sampling_search(config: SearchConfig, out: Path, resume: bool, console: Con
         started = time.perf_counter()
         console.print(f"{config.method} search on {config.data} at {'x'.join(map(str, config.input_size))}: "
                       f"{config.budget} architectures, {m} a round, {config.epochs} epochs each, "
-                      f"{executor.workers} worker(s); folder {folder.path}"
+                      f"{executor.describe()}; folder {folder.path}"
                       + (f"; resuming after {sum(s['reward'] is not None for s in samples)} scored" if resume
                          else ""), highlight=False, soft_wrap=True)
         while True:
@@ -356,7 +225,9 @@ def _sampling_search(config: SearchConfig, out: Path, resume: bool, console: Con
             _score(batch, samples, config, folder, executor, console, save, started)
             if len(batch) < m:
                 break  # the budget ends mid-round: a larger budget on --resume completes it
-            sampler.update(batch)
+            learnable = [sample for sample in batch if not _failed(sample)]
+            if learnable:
+                sampler.update(learnable)
             rounds += 1
             save()
     finally:
@@ -364,7 +235,7 @@ def _sampling_search(config: SearchConfig, out: Path, resume: bool, console: Con
 
     rows = _rows(samples, config.method)
     folder.write_leaderboard(rows)
-    best = best_row(rows)
+    best = best_row([row for row in rows if not _failed(row)])  # a failed child is no candidate
     if best is not None and best["spec"] is not None:
         meta = {"method": config.method, "reward": best["reward"], "val_accuracy": best["val_accuracy"],
                 "index": best["index"], "search": str(folder.path)}
@@ -408,7 +279,7 @@ def _new_sample(config: SearchConfig, sampler, index: int) -> dict:
     layers = sampler.sample(num_layers)
     sample = {"index": index, "num_layers": num_layers, "layers": layers, "spec": None, "key": None,
               "reward": None, "val_accuracy": None, "params": None, "macs": None, "train_seconds": None,
-              "duplicate_of": None, "run": None, "error": None}
+              "duplicate_of": None, "run": None, "attempts": 0, "error": None}
     try:
         sample["spec"] = config.space.make_spec(layers, config.input_size, meta={"method": config.method,
                                                                                  "index": index})
@@ -418,19 +289,45 @@ def _new_sample(config: SearchConfig, sampler, index: int) -> dict:
     return sample
 
 
-def _score(batch: list[dict], samples: list[dict], config: SearchConfig, folder: SearchFolder, executor,
+def _score(batch: list[dict], samples: list[dict], config: SearchConfig, folder: SearchFolder, executor: Executor,
            console: Console, save, started: float) -> None:
-    """Give every sample of the round a reward: train the new architectures on the executor, copy the stored
-    reward to the architectures seen before. State and leaderboard are saved after each child."""
+    """Give every sample of the round a reward: train the new architectures on the executor (at most
+    `executor.workers` at once; a child whose worker is lost runs again, up to `config.retries` times), copy the
+    stored reward to the architectures seen before. State and leaderboard are saved after each child."""
     trained = {s["key"]: s for s in samples if s["key"] is not None and s["duplicate_of"] is None
-               and s["reward"] is not None}
+               and s["reward"] is not None and not _failed(s)}
     running: dict[Future, dict] = {}
     waiting: list[dict] = []  # duplicates of a child of this round still training
 
+    def launch(sample: dict) -> None:
+        child = folder.child(sample["index"])
+        sample["run"] = str(child.relative_to(folder.path))
+        sample["attempts"] = sample.get("attempts", 0) + 1
+        job = {"train_config": config.child_train_config(sample["spec"], str(child)).to_dict(),
+               "reward_epochs": config.reward_epochs, "ship_files": not executor.local_files}
+        running[executor.submit(train_child, job)] = sample
+
     def record(future: Future) -> None:
         sample = running.pop(future)
-        sample.update(future.result())
-        trained[sample["key"]] = sample
+        try:
+            result = future.result()
+        except Exception as err:
+            reason = executor.lost(err)
+            if reason is None:
+                raise  # the child's own error: a bug, not a lost worker
+            if sample["attempts"] <= config.retries:
+                console.print(f"#{sample['index']}: its worker was lost ({reason}); running it again (retry "
+                              f"{sample['attempts']} of {config.retries})", highlight=False, soft_wrap=True)
+                launch(sample)
+                return
+            result = {"reward": 0.0, "val_accuracy": None, "params": None, "macs": None, "train_seconds": None,
+                      "error": f"{FAILED}its worker was lost on all {sample['attempts']} runs; last: {reason}"}
+        files = result.pop("files", None)
+        if files is not None:
+            folder.write_child(sample["index"], files)
+        sample.update(result)
+        if not _failed(sample):
+            trained[sample["key"]] = sample
         copies = [d for d in waiting if d["duplicate_of"] == sample["index"]]
         for duplicate in copies:
             _copy_reward(duplicate, sample)
@@ -438,6 +335,14 @@ def _score(batch: list[dict], samples: list[dict], config: SearchConfig, folder:
         save()
         for done in (sample, *copies):
             _report(done, samples, config, console, started)
+
+    def record_finished(block: bool) -> None:
+        """Record the children that have finished (with block, wait for one first)."""
+        if block and running:
+            wait(list(running), return_when=FIRST_COMPLETED)
+        while finished := [f for f in running if f.done()]:  # a serial executor's child is done when submitted
+            for future in finished:
+                record(future)
 
     for sample in batch:
         if sample["reward"] is not None:
@@ -453,15 +358,16 @@ def _score(batch: list[dict], samples: list[dict], config: SearchConfig, folder:
             sample["duplicate_of"] = first["index"]
             waiting.append(sample)
             continue
-        child = folder.child(sample["index"])
-        sample["run"] = str(child.relative_to(folder.path))
-        job = {"train_config": config.child_train_config(sample["spec"], str(child)).to_dict(),
-               "reward_epochs": config.reward_epochs}
-        running[executor.submit(train_child, job)] = sample
-        for future in [f for f in running if f.done()]:  # a serial executor's child: record it before the next
-            record(future)
-    for future in as_completed(list(running)):
-        record(future)
+        while len(running) >= executor.workers:
+            record_finished(block=True)
+        launch(sample)
+        record_finished(block=False)
+    while running:
+        record_finished(block=True)
+
+
+def _failed(sample: dict) -> bool:
+    return (sample.get("error") or "").startswith(FAILED)
 
 
 def _copy_reward(sample: dict, original: dict) -> None:
@@ -493,5 +399,4 @@ def _rows(samples: list[dict], method: str) -> list[dict]:
             for s in samples if s["reward"] is not None]
 
 
-__all__ = ["METHODS", "RESUME_MAY_CHANGE", "SearchConfig", "SearchResult", "prepare_folder", "search",
-           "train_child"]
+__all__ = ["FAILED", "search", "train_child"]

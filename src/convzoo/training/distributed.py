@@ -1,11 +1,16 @@
 """Many processes, one run: DistributedDataParallel under torchrun.
 
     torchrun --nproc_per_node=2 -m convzoo train lenet5 --data digits
+    # two machines, one process each: the same command on both (docs/distributed.md)
+    torchrun --nnodes=2 --nproc_per_node=1 --rdzv-backend=c10d --rdzv-endpoint=HOST0:29500 --rdzv-id=RUN \
+        -m convzoo train lenet5 --data digits
 
 torchrun starts the processes and sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; every
 process runs the same training code on its own shard of the data, gradients are averaged across processes
 after every backward pass (gloo on CPU, nccl on GPU), and only rank 0 logs and writes files. Without those
-variables the same code runs as a single process and none of this is touched.
+variables the same code runs as a single process and none of this is touched. The machines need not share a
+disk: rank 0 writes the run folder on its own, and what it reads back (the best checkpoint) it broadcasts.
+`--resume` reads the run folder on every process, so it needs the folder at the same path on every machine.
 """
 from __future__ import annotations
 
@@ -43,6 +48,13 @@ class Distributed:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+    def broadcast_from_main(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Overwrite every tensor, in place, with rank 0's (a network's state_dict: its parameters and buffers):
+        what rank 0 read from its disk reaches processes on machines that do not share that disk."""
+        if self.enabled:
+            for tensor in tensors.values():
+                dist.broadcast(tensor.data, src=0)
 
 
 def resolve_device(name: str) -> torch.device:

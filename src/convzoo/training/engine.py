@@ -416,8 +416,9 @@ def _learning_rate(config: TrainConfig, network: nn.Module, task: Task, loader: 
                                     device=ctx.device)))
     if ctx.is_main:
         result.save(folder.lr_find_json, folder.lr_find_png, title=f"{config.model} on {config.data}")
-        console.print(f"--lr auto: the learning-rate finder suggests {lr:.3g} (steepest descent; the minimum / 10 "
-                      f"is {result.min_over_10:.3g}); curve in {folder.lr_find_png}", highlight=False, soft_wrap=True)
+        console.print(f"--lr auto: the learning-rate finder suggests {lr:.3g} (the minimum of the loss; its steepest "
+                      f"descent is at {result.steepest:.3g}); curve in {folder.lr_find_png}", highlight=False,
+                      soft_wrap=True)
     return lr
 
 
@@ -435,8 +436,7 @@ def find_lr(config: TrainConfig, *, out: str | Path | None = None, start: float 
     """The learning-rate range test (lr_finder.py) for `config`'s network, data and optimizer, from its initial
     weights (--init and --freeze as in training); writes lr_find.json and lr_find.png into `out`."""
     console = console or Console()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
+    use_threads(config.threads)
     ctx = distributed.setup(config.device)
     try:
         card = model_card(config.model)
@@ -676,7 +676,9 @@ def finish(run: Run) -> TrainResult:
     results.json, the confusion matrix and the error analysis (error_analysis.py)."""
     ctx, task, folder = run.ctx, run.task, run.folder
     ctx.barrier()  # rank 0 has written best.safetensors
-    run.network.load_state_dict(read_state_dict(folder.best))
+    if ctx.is_main:  # only rank 0's machine has the run folder (nodes need not share a disk)
+        run.network.load_state_dict(read_state_dict(folder.best))
+    ctx.broadcast_from_main(run.network.state_dict())
     test_metrics = evaluate(run.network, run.test_loader, task, ctx=ctx, autocast=False,
                             channels_last=run.speed.channels_last)
     results = {"model": run.card.name, "data": run.config.data, "split": run.test_split,

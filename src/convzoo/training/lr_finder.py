@@ -2,12 +2,14 @@
 arXiv:1506.01186; fastai's and Lightning's lr_find): train from the initial weights while the learning rate
 grows exponentially from `start` to `end`, one step a batch, and record the loss.
 
-The curve is smoothed with an exponential moving average (0.98, bias-corrected, as fastai does); the sweep
-stops early once the smoothed loss exceeds 4 x its minimum (it has diverged). The suggested rate is where the
-smoothed loss falls fastest against log(lr), searched from the start of the sweep up to the minimum of the
-curve (after the first 10% of the steps, whose loss is still noise): the largest rate at which training
-still clearly improves, so a good rate for a short run lies near it. The minimum's rate / 10 (the older rule
-of thumb) is recorded beside it.
+The sweep stops early once the running loss (an exponential moving average, 0.98, bias-corrected, as fastai's)
+exceeds 4 x its lowest value: it has diverged. For the suggestion the recorded losses are smoothed again with a
+centred moving average over 10% of the steps: a trailing average lags, and on a 100-step sweep 0.98's lag moves
+the curve several-fold to the right in learning rate. The suggested rate is the one at the minimum of that
+curve: the largest rate at which the loss still falls, which is what Smith takes as the maximum of a cyclical
+or one-cycle schedule, and what every convzoo recipe's peak is (warm-up, then decay). The rate where the curve
+falls fastest (the suggestion of fastai's and Lightning's older rule, for a constant rate) is recorded beside
+it as `steepest`.
 
 `convzoo lr-find MODEL --data ...` writes lr_find.json and lr_find.png; `convzoo train --lr auto` runs the
 sweep on a copy of the initial network, trains at the suggestion and records both in its run folder.
@@ -31,15 +33,16 @@ from .metrics import _pyplot, _save_figure
 SMOOTHING = 0.98
 DIVERGED = 4.0
 SKIP_START = 0.1
+CENTRED_WINDOW = 0.1
 
 
 @dataclass
 class LRFindResult:
     lrs: list[float]
     losses: list[float]        # per step, as measured
-    smoothed: list[float]      # the bias-corrected moving average
-    suggestion: float          # steepest descent before the minimum
-    min_over_10: float         # the minimum's rate / 10
+    smoothed: list[float]      # the centred moving average the suggestion is read from
+    suggestion: float          # the rate at the minimum of the smoothed loss
+    steepest: float            # the rate where it falls fastest, before the minimum
     diverged: bool
     png: str | None = None     # where save() drew the curve
 
@@ -68,7 +71,7 @@ def lr_sweep(network: nn.Module, loss_fn: Callable, loader: DataLoader,
     optimizer = make_optimizer(trial, start)
     base = [group["lr"] for group in optimizer.param_groups]  # each group's share of the rate (layer decay)
     device = torch.device(device)
-    lrs, losses, smoothed = [], [], []
+    lrs, losses = [], []
     average, best, diverged = 0.0, math.inf, False
     batches = iter(loader)
     for step in range(steps):
@@ -98,7 +101,6 @@ def lr_sweep(network: nn.Module, loss_fn: Callable, loader: DataLoader,
         current = average / (1 - SMOOTHING ** (step + 1))
         lrs.append(lr)
         losses.append(value)
-        smoothed.append(current)
         best = min(best, current)
         if progress is not None:
             progress(step, lr, current)
@@ -107,12 +109,20 @@ def lr_sweep(network: nn.Module, loss_fn: Callable, loader: DataLoader,
             break
     if len(lrs) < 3:
         raise ValueError(f"the loss diverged within {len(lrs)} steps of the sweep: start it lower than {start:g}")
-    suggestion, min_over_10 = suggest(lrs, smoothed)
-    return LRFindResult(lrs, losses, smoothed, suggestion, min_over_10, diverged)
+    smoothed = centred_average(losses)
+    suggestion, steepest = suggest(lrs, smoothed)
+    return LRFindResult(lrs, losses, smoothed, suggestion, steepest, diverged)
+
+
+def centred_average(values: list[float], fraction: float = CENTRED_WINDOW) -> list[float]:
+    """Each value averaged with its neighbours within fraction/2 of the length on either side (fewer at the ends)."""
+    half = max(1, round(fraction * len(values) / 2))
+    return [sum(values[max(0, i - half):i + half + 1]) / len(values[max(0, i - half):i + half + 1])
+            for i in range(len(values))]
 
 
 def suggest(lrs: list[float], smoothed: list[float]) -> tuple[float, float]:
-    """(the rate of steepest descent before the minimum, the minimum's rate / 10)."""
+    """(the rate at the minimum of the smoothed loss, the rate of its steepest descent before the minimum)."""
     lowest = min(range(len(smoothed)), key=smoothed.__getitem__)
     first = min(int(SKIP_START * len(lrs)), max(lowest - 1, 0))
     slopes = []
@@ -120,19 +130,18 @@ def suggest(lrs: list[float], smoothed: list[float]) -> tuple[float, float]:
         # the central difference of the smoothed loss against log(lr); one-sided at the ends
         left, right = max(i - 1, 0), min(i + 1, len(lrs) - 1)
         slopes.append(((smoothed[right] - smoothed[left]) / (math.log(lrs[right]) - math.log(lrs[left])), i))
-    steepest = min(slopes)[1]
-    return lrs[steepest], lrs[lowest] / 10
+    return lrs[lowest], lrs[min(slopes)[1]]
 
 
 def plot_lr_find(result: LRFindResult, path: str | Path, title: str = "") -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.plot(result.lrs, result.losses, color="0.75", linewidth=0.8, label="loss per step")
-    ax.plot(result.lrs, result.smoothed, color="C0", label="smoothed")
+    ax.plot(result.lrs, result.smoothed, color="C0", label="smoothed (centred)")
     ax.axvline(result.suggestion, color="C3", linestyle="--", label=f"suggestion {result.suggestion:.2g}")
-    ax.axvline(result.min_over_10, color="C2", linestyle=":", label=f"minimum / 10: {result.min_over_10:.2g}")
+    ax.axvline(result.steepest, color="C2", linestyle=":", label=f"steepest descent {result.steepest:.2g}")
     ax.set_xscale("log")
-    low = min(result.smoothed)
+    low = min(min(result.losses), min(result.smoothed))
     ax.set_ylim(low - 0.1 * abs(low), max(result.smoothed[0], low) * 1.6 + 1e-9)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss")
