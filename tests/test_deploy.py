@@ -187,12 +187,23 @@ def test_no_fold_where_the_conv_is_needed_unnormalised(module):
 
 @pytest.mark.slow
 def test_compiled_inference_path_equals_the_original():
-    model = randomise_batch_norms(convzoo.create_model("resnet20"))
-    x = torch.randn(2, 3, 32, 32)
+    # Two conv-BN pairs and a residual sum: what a ResNet gives inductor, in a few kernels (ResNet-20's took
+    # minutes of C++ compilation on a busy 2-core machine and checked nothing more).
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+            self.conv2, self.bn2 = nn.Conv2d(8, 3, 3, padding=1, bias=False), nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return torch.relu(x + self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
+
+    model = randomise_batch_norms(Block())
+    x = torch.randn(2, 3, 16, 16)
     fast = optimize_for_inference(model, compile=True)
     with torch.no_grad():
         assert relative_error(model(x), fast(x)) < 1e-4
-    assert len(fast.fold_report.folded) == 19
+    assert len(fast.fold_report.folded) == 2
 
 
 class _BackwardsSequential(nn.Sequential):
