@@ -2,13 +2,17 @@
 markdown and JSON; `convzoo bench`."""
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
+import torch
 
-from convzoo import model_card
-from convzoo.bench import matmul_peak, run_benchmark, to_markdown
+from convzoo import create_model, model_card
+from convzoo.bench import against_markdown, matmul_peak, run_against, run_benchmark, to_markdown
 from convzoo.cli import main
+from convzoo.engines import ENGINES, engine_runner, missing
+from convzoo.export import export
 
 
 def test_rows_speedups_and_fractions_of_the_peak():
@@ -55,3 +59,50 @@ def test_cli_bench_refuses_unknown_choices(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--layouts", "nhwc"])
     assert "nchw, channels_last" in capsys.readouterr().err
+
+
+def test_against_an_engine_every_path_is_timed_round_robin_and_rated_against_the_best_engine():
+    result = run_against(["resnet18"], ["onnxruntime"], batch_sizes=[2], thread_counts=[1], input_size=32,
+                         paths=("eager", "fast eager"), warmup=1, repeats=2)
+    rows = result["rows"]
+    assert [row["runner"] for row in rows] == ["eager", "fast eager", "onnxruntime"]
+    engine = rows[-1]
+    assert engine["vs_best_engine"] == 1.0 and result["skipped"] == {}
+    for row in rows:
+        assert (row["model"], row["batch"], row["input_size"], row["threads"]) == ("resnet18", 2, 32, 1)
+        assert row["images_per_s"] == pytest.approx(2e3 / row["ms_per_batch"])
+        assert row["vs_best_engine"] == pytest.approx(row["images_per_s"] / engine["images_per_s"])
+    assert "onnxruntime" in result["machine"]["engines"]
+    assert "| resnet18 | 2 | 32 | 1 | fast eager |" in against_markdown(result)
+
+
+def test_engines_run_the_exported_file_with_pytorchs_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("resnet18", num_classes=10).eval()
+    out = export(model, format="onnx", out=tmp_path / "r18.onnx", input_size=(3, 32, 32), check=False)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(images)
+    for engine in ENGINES:
+        if missing(engine):
+            continue
+        got = engine_runner(engine, out, threads=1, input_shape=(2, 3, 32, 32))(images.numpy())[0]
+        assert torch.allclose(torch.from_numpy(got), expected, atol=1e-4 * expected.abs().max().item())
+
+
+def test_an_engine_that_is_not_installed_is_skipped_with_its_reason(monkeypatch, capsys):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "openvino" else real_find_spec(name, *rest))
+    assert missing("openvino") == "openvino is not installed: skipped (pip install 'convzoo[openvino]')"
+    assert main(["bench", "--against", "openvino", "--models", "lenet5", "--batch-sizes", "1", "--backends",
+                 "eager", "--warmup", "1", "--repeats", "1", "--thread-counts", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "openvino is not installed" in out and "| lenet5 | 1 | 32 | 1 | fast eager |" in out
+    assert "compiled" not in out and "| openvino |" not in out
+
+
+def test_against_refuses_unknown_engines(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--against", "tensorrt"])
+    assert "onnxruntime, openvino" in capsys.readouterr().err

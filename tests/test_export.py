@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import convzoo
+from convzoo.protocol import main_output
 from convzoo.cli import main
 from convzoo.export import CHECK_TOLERANCE, AdaptiveAvgPoolAsMatrices, ExportError, export
 from twins import DEEPER_TWINS
@@ -76,7 +77,7 @@ def assert_onnx_matches(model: nn.Module, path: Path, size: int) -> None:
     for batch in (1, 3):
         images = torch.randn(batch, model.card.input_size[0], size, size)
         with torch.no_grad():
-            expected = model(images).numpy()
+            expected = main_output(model(images)).numpy()
         got = session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
         assert got.shape == expected.shape
         error = relative_error(expected, got)
@@ -128,7 +129,7 @@ def test_a_wrong_graph_is_caught_and_the_other_exporter_used(tmp_path):
     assert described["exporter"] == "dynamo" and described["checked"]
     images = torch.randn(3, 3, 13, 13)
     with torch.no_grad():
-        assert relative_error(model(images).numpy(), onnx_outputs(out, images)) < TOLERANCE
+        assert relative_error(main_output(model(images)).numpy(), onnx_outputs(out, images)) < TOLERANCE
 
 
 def test_what_no_exporter_gets_right_is_refused(tmp_path):
@@ -154,7 +155,7 @@ def test_torchscript_and_exported_program_at_any_batch(format, tmp_path):
     for batch in (1, 3):
         images = torch.randn(batch, 3, 32, 32)
         with torch.no_grad():
-            assert torch.allclose(loaded(images), model(images), rtol=0, atol=1e-5)
+            assert torch.allclose(loaded(images), main_output(model(images)), rtol=0, atol=1e-5)
 
 
 def test_a_name_with_model_arguments_and_the_cards_input_size(tmp_path):
@@ -273,3 +274,19 @@ def test_a_file_written_without_the_check_says_so(tmp_path):
     out = export("lenet5", out=tmp_path / "lenet5.onnx", check=False)
     described = json.loads(Path(f"{out}.json").read_text())
     assert described["checked"] is False and "--no-check" in described["check"]
+
+
+def test_the_onnx_file_has_its_batch_norms_folded_and_its_graph_optimisation_recorded(tmp_path):
+    import onnx
+
+    torch.manual_seed(0)
+    size = 32
+    model = realistic(convzoo.create_model("resnet18", num_classes=10), size)
+    batch_norms = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    out = export(model, format="onnx", out=tmp_path / "r18.onnx", input_size=(3, size, size))
+    assert_onnx_matches(model, out, size)  # the unfolded network's outputs, within float32 rounding
+    operators = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert "BatchNormalization" not in operators and {"Conv", "Gemm"} <= operators
+    recorded = json.loads(Path(f"{out}.json").read_text())["graph_optimisation"]
+    assert recorded["batch_norms_folded"] == batch_norms == 20 and recorded["batch_norms_left"] == []
+    assert recorded["constant_folding"] and recorded["onnxruntime_offline_level"] == "ORT_ENABLE_BASIC"

@@ -40,8 +40,11 @@ import torch
 from torch import nn
 
 from .argtypes import ArgumentParser, add_threads_argument, non_negative_int, out_file, positive_int
+from .argtypes import threads as threads_type
+from .engines import ENGINES
 from .io import atomic_write_text
 from .runtime import use_threads
+from .protocol import main_output
 from .training.speed import processor_name
 
 MODES = ("inference", "training")
@@ -152,7 +155,7 @@ def _step(model: nn.Module, mode: str, images: torch.Tensor, labels: torch.Tenso
 
     def train_step() -> object:
         optimizer.zero_grad(set_to_none=True)
-        output = model(images)
+        output = main_output(model(images))
         if output.dim() == 4:  # segmentation: a label per pixel
             output = output.mean(dim=(2, 3))
         loss = nn.functional.cross_entropy(output, labels)
@@ -347,6 +350,155 @@ def run_benchmark(models: Sequence[str], batch_sizes: Sequence[int], input_sizes
     }
 
 
+# convzoo's own inference paths in `run_against`: plain eval mode (NCHW), optimize_for_inference eager, compiled.
+OWN_PATHS = ("eager", "fast eager", "compiled")
+
+
+@dataclass
+class AgainstRow:
+    model: str
+    runner: str        # eager | fast eager | compiled | an engine's name
+    batch: int
+    input_size: int
+    threads: int
+    images_per_s: float
+    ms_per_batch: float
+    setup_s: float     # building (and for compiled, compiling; for an engine, making its session) plus the first run
+    vs_best_engine: float | None = None  # images/s over the fastest engine's at the same network, batch, threads
+
+
+def _against_runners(name: str, onnx_file: Path, paths: Sequence[str], engines: Sequence[str], batch: int,
+                     input_size: int, threads: int) -> list[tuple[str, Callable[[], object], float]]:
+    """(runner name, one timed step, setup seconds) for each of convzoo's paths and each engine, at `threads`
+    (PyTorch's threads are set before the compiled path compiles: inductor's kernels take the count then)."""
+    from .deploy import optimize_for_inference
+    from .engines import engine_runner
+    from .registry import create_model, model_card
+
+    torch.set_num_threads(threads)
+    channels = model_card(name).input_size[0]
+    torch.manual_seed(0)
+    images = torch.randn(batch, channels, input_size, input_size)
+    array = images.numpy()
+    runners = []
+    for runner in (*paths, *engines):
+        start = time.perf_counter()
+        if runner in OWN_PATHS:
+            torch.manual_seed(0)
+            model = create_model(name).eval()
+            if runner != "eager":
+                model = optimize_for_inference(model, compile=runner == "compiled")
+
+            def step(model=model) -> object:
+                with torch.inference_mode():
+                    return model(images)
+        else:
+            run = engine_runner(runner, onnx_file, threads, tuple(array.shape))
+
+            def step(run=run) -> object:
+                return run(array)
+        step()
+        runners.append((runner, step, time.perf_counter() - start))
+    return runners
+
+
+def run_against(models: Sequence[str], engines: Sequence[str], batch_sizes: Sequence[int] = (1, 8),
+                thread_counts: Sequence[int] = (1, 2), input_size: int | None = None,
+                paths: Sequence[str] = OWN_PATHS, warmup: int = 2,
+                repeats: int = 5, work_dir: str | Path | None = None,
+                progress: Callable[[str], None] | None = None, force: bool = False) -> dict:
+    """convzoo's eager, fast eager (optimize_for_inference) and compiled paths against other inference engines
+    running the ONNX file `convzoo.export` writes (`paths`: which of convzoo's, all three by default), for each network, batch size and thread count (PyTorch's and
+    the engine's threads alike); the timed runs of one (network, batch, threads) go round-robin over its
+    runners. An engine that is not installed is skipped, with its reason in "skipped". Returns {"machine",
+    "load_average", "skipped", "rows"}, each row with its images/s and its ratio to the fastest engine."""
+    import tempfile
+
+    from .engines import missing
+    from .export import export
+    from .registry import model_card
+
+    if warmup < 1 or repeats < 1:
+        raise ValueError("warmup and repeats must be at least 1")
+    unknown = [path for path in paths if path not in OWN_PATHS]
+    if unknown:
+        raise ValueError(f"unknown path {unknown[0]!r}: convzoo's paths are {', '.join(OWN_PATHS)}")
+    say = progress or (lambda message: None)
+    skipped = {engine: reason for engine in engines if (reason := missing(engine))}
+    for reason in skipped.values():
+        say(reason)
+    engines = [engine for engine in engines if engine not in skipped]
+    check_bench_memory(models, batch_sizes, [input_size], [("inference", "", "", "")] * len(paths),
+                       force=force)
+    load_start = _load()
+    threads_before = torch.get_num_threads()
+    rows: list[AgainstRow] = []
+    with tempfile.TemporaryDirectory(dir=work_dir) as folder:
+        for name in models:
+            card = model_card(name)
+            size = input_size or card.input_size[1]
+            onnx_file = Path(folder) / f"{name}.onnx"
+            if engines:
+                say(f"{name}: convzoo export to ONNX at {size}x{size}")
+                export(name, format="onnx", out=onnx_file, input_size=(card.input_size[0], size, size), check=False)
+            for batch in batch_sizes:
+                for threads in thread_counts:
+                    say(f"{name} batch {batch}, {threads} thread(s): building, compiling, first runs")
+                    runners = _against_runners(name, onnx_file, paths, engines, batch, size, threads)
+                    for _ in range(warmup - 1):
+                        for _, step, _ in runners:
+                            step()
+                    seconds: dict[str, list[float]] = {runner: [] for runner, _, _ in runners}
+                    say(f"{name} batch {batch}, {threads} thread(s): {repeats} timed rounds of {len(runners)} runners")
+                    for _ in range(repeats):
+                        for runner, step, _ in runners:
+                            start = time.perf_counter()
+                            step()
+                            seconds[runner].append(time.perf_counter() - start)
+                    group = []
+                    for runner, _, setup in runners:
+                        median = statistics.median(seconds[runner])
+                        group.append(AgainstRow(model=name, runner=runner, batch=batch, input_size=size,
+                                                threads=threads, images_per_s=batch / median,
+                                                ms_per_batch=median * 1e3, setup_s=setup))
+                    best = max((row.images_per_s for row in group if row.runner in engines), default=None)
+                    for row in group:
+                        row.vs_best_engine = row.images_per_s / best if best else None
+                    rows += group
+                    del runners
+                    torch._dynamo.reset()  # drop compiled graphs, which keep their models alive
+    torch.set_num_threads(threads_before)
+    return {
+        "machine": {"cpu": processor_name(), "torch": torch.__version__, "python": platform.python_version(),
+                    "engines": {engine: _engine_version(engine) for engine in engines}},
+        "load_average": {"start": load_start, "end": _load()},
+        "skipped": skipped,
+        "rows": [asdict(row) for row in rows],
+    }
+
+
+def _engine_version(engine: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(engine)
+
+
+def against_markdown(result: dict) -> str:
+    """`run_against`'s rows as a markdown table, headed by the machine, the engines and the load average."""
+    machine, load = result["machine"], result["load_average"]
+    engines = ", ".join(f"{name} {version}" for name, version in machine["engines"].items()) or "no engine"
+    lines = [f"{machine['cpu']}, torch {machine['torch']}, {engines}; load average (1, 5, 15 min) "
+             f"{load['start']} at the start, {load['end']} at the end."]
+    lines += [f"{engine}: {reason}" for engine, reason in result["skipped"].items()]
+    lines += ["", "| model | batch | input | threads | runner | images/s | ms/batch | x best engine | setup s |",
+              "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        ratio = "-" if r["vs_best_engine"] is None else f"{r['vs_best_engine']:.2f}"
+        lines.append(f"| {r['model']} | {r['batch']} | {r['input_size']} | {r['threads']} | {r['runner']} "
+                     f"| {r['images_per_s']:.2f} | {r['ms_per_batch']:.1f} | {ratio} | {r['setup_s']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def to_markdown(result: dict) -> str:
     """The rows as a markdown table, headed by the machine, its matmul peak and the load average."""
     machine, load = result["machine"], result["load_average"]
@@ -402,6 +554,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     add_threads_argument(parser)
     parser.add_argument("--matmul-sizes", type=_list(positive_int), default=list(MATMUL_SIZES), metavar="N,...",
                         help="square matmul sizes whose best rate is the peak (default 1024,2048,4096)")
+    parser.add_argument("--against", type=_list(str, ENGINES), default=None, metavar="ENGINE,...",
+                        help="instead: convzoo's eager, fast eager and compiled paths against these engines "
+                             "(onnxruntime, openvino) running the exported ONNX file; uses --models, "
+                             "--batch-sizes, --thread-counts, one --input-sizes, --warmup, --repeats "
+                             "(--backends eager leaves the compiled path out)")
+    parser.add_argument("--thread-counts", type=_list(threads_type), default=None, metavar="N,...",
+                        help="with --against: the thread counts to compare at (default: --threads or the policy's)")
     parser.add_argument("--force", action="store_true",
                         help="run even if the estimated peak memory exceeds what the machine has available")
     parser.add_argument("--json", type=out_file, default=None, metavar="FILE", help="also write the results as JSON")
@@ -409,18 +568,34 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    use_threads(args.threads)  # convzoo.runtime's policy, or --threads; the table's first line shows it
+    choice = use_threads(args.threads)  # convzoo.runtime's policy, or --threads; the table's first line shows it
+    if args.against:
+        return _against_from_args(args, args.thread_counts or [choice.threads])
     result = run_benchmark(args.models, args.batch_sizes, args.input_sizes, modes=args.modes, layouts=args.layouts,
                            backends=args.backends, optimized=args.optimized, warmup=args.warmup,
                            repeats=args.repeats, matmul_sizes=args.matmul_sizes,
                            progress=lambda message: print(message, file=sys.stderr), force=args.force)
-    table = to_markdown(result)
+    return _report(args, result, to_markdown(result))
+
+
+def _report(args: argparse.Namespace, result: dict, table: str) -> int:
+    """Print the table; write the JSON and markdown files asked for."""
     print(table, end="")
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     if args.markdown:
         atomic_write_text(args.markdown, table)
     return 0
+
+
+def _against_from_args(args: argparse.Namespace, thread_counts: Sequence[int]) -> int:
+    if len(args.input_sizes) != 1:
+        raise ValueError("--against compares at one input size: give one --input-sizes value")
+    paths = [path for path in OWN_PATHS if path != "compiled" or "compile" in args.backends]
+    result = run_against(args.models, args.against, batch_sizes=args.batch_sizes, thread_counts=thread_counts,
+                         input_size=args.input_sizes[0], paths=paths, warmup=max(1, args.warmup), repeats=args.repeats,
+                         progress=lambda message: print(message, file=sys.stderr), force=args.force)
+    return _report(args, result, against_markdown(result))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

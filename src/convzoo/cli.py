@@ -100,7 +100,14 @@ def _input_size(text: str) -> tuple[int, ...]:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    report = summary(args.name, input_size=args.input, depth=args.depth, convention=args.convention)
+    model_args = dict(args.model_args or [])
+    name = args.name
+    if args.spec is not None:
+        model_args["spec"] = _nas_spec(name, args.spec)
+        name = name or "nas"
+    if name is None:
+        raise ConvzooError("give a model name, a checkpoint or run folder, or --spec FILE")
+    report = summary(name, input_size=args.input, depth=args.depth, convention=args.convention, **model_args)
     if args.format == "table":
         _console().print(report)
     elif args.format == "markdown":
@@ -508,6 +515,8 @@ def _add_training_commands(commands) -> None:
     p.add_argument("--out", "--output-dir", dest="out", type=out_folder, metavar="DIR", default=unset,
                    help="run folder (default: runs/MODEL-DATA, numbered if it exists)")
     _add_train_settings(p)
+    p.add_argument("--explain", action=argparse.BooleanOptionalAction, default=unset,
+                   help="write the explain/ gallery of a few test images at the end (default: on)")
     p.set_defaults(run=_cmd_train)
 
     p = commands.add_parser("lr-find", help="the learning-rate range test: loss against an exponentially growing rate",
@@ -565,6 +574,63 @@ def _add_training_commands(commands) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.set_defaults(run=_cmd_predict)
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+
+    options = {key: getattr(args, key) for key in ("window", "stride", "channels") if getattr(args, key) is not None}
+    layer = args.layer[0] if args.layer and len(args.layer) == 1 else args.layer
+    result = explain(args.source, args.images or None, args.method, layer=layer, target=args.target, out=args.out,
+                     device=args.device, **options)
+    numbers, files = result.numbers, result.numbers["files"]
+    if "targets" in numbers:
+        table = Table(title=f"{args.method} of {result.model}" + (f" at {numbers['layer']['layer']}"
+                                                                  if "layer" in numbers else ""), title_justify="left")
+        for column in ("image", "class", "probability", "peak pixel" if args.method != "occlusion" else
+                       "lowest probability"):
+            table.add_column(column, justify="right" if column != "image" else "left")
+        for entry in numbers["targets"]:
+            last = (f"{entry['peak_pixel']}" if "peak_pixel" in entry else f"{entry['lowest_probability']:.4f}")
+            table.add_row(str(numbers["images"][entry["image"]]), entry["class"], f"{entry['probability']:.4f}", last)
+        _console().print(table)
+    elif "theoretical_box" in numbers:
+        share = numbers.get("box_share_holding_90_percent")
+        print(f"{result.model} {numbers['layer']['layer']} unit {numbers['unit']}: theoretical receptive field "
+              f"{numbers['theoretical_box']} (top, left, bottom, right), gradient support {numbers['support_box']}"
+              + (f", 90% of the gradient in {share:.1%} of the box" if share is not None else ""))
+    print(f"{len(files['pngs'])} PNG(s), {files['json']}" + (f", {files['npz']}" if "npz" in files else "")
+          + f" in {args.out} (index: {args.out}/index.json)")
+    return 0
+
+
+def _add_explain_command(commands) -> None:
+    from .explain import METHODS
+
+    p = commands.add_parser("explain", help="look inside a trained network: feature maps, filters, CAMs, occlusion, "
+                                            "effective receptive field",
+                            description="What a trained network sees in images. Writes PNGs, a JSON of the numbers "
+                                        "behind them and an NPZ of the maps to --out (docs/explain.md).")
+    p.add_argument("source", metavar="CKPT|RUN_FOLDER", help=".safetensors checkpoint or run folder (its best)")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (filters needs none)")
+    p.add_argument("--method", choices=METHODS, default="gradcam", help="default: gradcam")
+    p.add_argument("--layer", action="append", default=None, metavar="MODULE_PATH",
+                   help="a module path (`convzoo summary NAME` lists them); feature-maps takes several. Default: "
+                        "the stages (feature-maps), the first conv (filters), else the last stage before global "
+                        "pooling (a segmentation network: its classifier's input)")
+    p.add_argument("--class", dest="target", default=None, metavar="C",
+                   help="class name or index to explain (default: the predicted class; segmentation: each "
+                        "predicted class)")
+    p.add_argument("--out", required=True, type=out_folder, metavar="DIR")
+    p.add_argument("--window", type=positive_int, default=None, metavar="PX",
+                   help="occlusion: the square's side (default: a seventh of the image's shorter side)")
+    p.add_argument("--stride", type=positive_int, default=None, metavar="PX",
+                   help="occlusion: the step between squares (default: a quarter of the window)")
+    p.add_argument("--channels", type=positive_int, default=None, metavar="N",
+                   help="feature-maps: channels drawn per layer, most active first (default 32)")
+    add_device_argument(p)
+    add_threads_argument(p)
+    p.set_defaults(run=_cmd_explain)
 
 
 def _nas_search_settings(args: argparse.Namespace) -> dict:
@@ -791,7 +857,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_card)
 
     p = commands.add_parser("summary", help="per-layer output shapes, parameters, MACs, receptive fields; memory")
-    p.add_argument("name")
+    p.add_argument("name", nargs="?", metavar="NAME_OR_CKPT",
+                   help="a model name, a weights file that names its network (save_weights, `convzoo train`) or a "
+                        "run folder")
+    p.add_argument("--model-arg", dest="model_args", type=_model_arg, action="append", default=None,
+                   metavar="KEY=VALUE", help="keyword argument of the network, e.g. num_classes=10")
+    p.add_argument("--spec", default=None, metavar="FILE_OR_DIR", help="nas: the architecture spec to summarise")
     p.add_argument("--input", type=_input_size, default=None, metavar="CxHxW",
                    help="input size without the batch axis, e.g. 3x224x224 (default: the model card's)")
     p.add_argument("--format", choices=("table", "markdown", "json", "csv"), default="table")
@@ -855,6 +926,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_bench)
 
     _add_training_commands(commands)
+    _add_explain_command(commands)
     _add_nas_commands(commands)
     return parser
 

@@ -17,6 +17,14 @@ class UnknownModelError(ConvzooError, ValueError):
     """A model name that is not registered."""
 
 
+class ModelArgumentError(ConvzooError, ValueError):
+    """An argument a network does not take (e.g. drop_path_rate on a network without residual paths)."""
+
+
+class PretrainedWeightsError(ConvzooError, ValueError):
+    """pretrained=True / weights=: no weights ship with convzoo; the message says how to load a local file."""
+
+
 class InputSizeError(ConvzooError, ValueError):
     """An input a network cannot take: too small, wrong channel count, wrong rank."""
 

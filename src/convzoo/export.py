@@ -2,11 +2,17 @@
 
     convzoo.export("resnet18", format="onnx", out="resnet18.onnx")                 # a registered name
     convzoo.export("runs/resnet20-digits/best.safetensors", out="r20.onnx")       # a checkpoint (or its folder)
+    convzoo.export("resnet18.safetensors", out="r18.onnx")                        # a save_weights file
     convzoo.export(model, format="torchscript", out="model.ts", input_size=(3, 64, 64))
 
 Every format takes any batch size (a dynamic first axis); the other input axes are fixed at `input_size`.
 Beside the file, FILE.json says what it holds: the network, its input (size, and for a checkpoint the class
 names and the normalisation the images need), the input and output names, and the exporter used.
+
+The exported network is for inference: every batch norm that follows a convolution is folded into it first
+(`convzoo.deploy.fold_batch_norms`), the exporters fold constants, and an ONNX file then goes through
+onnxruntime's basic, portable graph optimisations offline (where onnxruntime is installed), so the file is as
+fast as it can be in any runtime; FILE.json's "graph_optimisation" records what was done.
 
 Every file is checked before it is kept: run at batch 1 and 3 (ONNX in onnxruntime, where installed) and
 compared with PyTorch. ONNX goes through PyTorch's TorchScript-based exporter first, which is about ten times
@@ -31,8 +37,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .deploy import FoldReport, fold_batch_norms
 from .errors import ConvzooError
 from .io import atomic_write_text, atomic_write_with, check_file_path
+from .protocol import card_of, main_output, model_args_of
 
 
 class ExportError(ConvzooError, ValueError):
@@ -63,13 +71,27 @@ def _source_model(source: nn.Module | str | Path, model_kwargs: dict[str, Any]) 
         if model_kwargs:
             raise ValueError("model arguments apply to a registered name, not to a model already built")
         model = getattr(source, "_orig_mod", source)  # torch.compile's wrapper holds the module
-        return model, {"model": getattr(model, "model_args", {"class": type(model).__name__})}
+        return model, {"model": model_args_of(model) or {"class": type(model).__name__}}
     path = Path(source)
     if path.is_dir() or path.suffix == ".safetensors" or path.exists():
         if model_kwargs:
             raise ValueError("model arguments apply to a registered name; a checkpoint names its own network")
-        from .training.checkpoint import load_checkpoint
+        from .errors import WeightsError
+        from .training.checkpoint import load_checkpoint, read_checkpoint_description
+        from .weights import described_model_args, load_weights
 
+        try:
+            read_checkpoint_description(path)  # the header only: is it a `convzoo train` checkpoint?
+        except WeightsError:
+            recorded = described_model_args(path)
+            if recorded is None:
+                raise
+            # A save_weights file: it names its network and arguments, not the data it was trained on.
+            from .registry import create_model
+
+            model = create_model(recorded.pop("name"), **recorded)
+            load_weights(model, path)
+            return model.eval(), {"weights": str(path), "model": model.model_args}
         checkpoint = load_checkpoint(path)
         described = {key: checkpoint.description[key] for key in ("model", "task", "classes", "input_size", "mean",
                                                                   "std", "border", "data")
@@ -85,7 +107,7 @@ def _input_size(model: nn.Module, described: dict, input_size: tuple[int, ...] |
     if input_size is None:
         input_size = described.get("input_size")
     if input_size is None:
-        card = getattr(model, "card", None)
+        card = card_of(model)
         if card is None:
             raise ValueError("give input_size=(C, H, W): the model has no card to take its input size from")
         input_size = card.input_size
@@ -93,6 +115,18 @@ def _input_size(model: nn.Module, described: dict, input_size: tuple[int, ...] |
     if len(input_size) != 3 or min(input_size) < 1:
         raise ValueError(f"input_size is (channels, height, width) without the batch axis, got {input_size}")
     return input_size
+
+
+class OutputLogits(nn.Module):
+    """A segmentation network whose forward returns its "out" logits (protocol.main_output) rather than the
+    {"out", "aux"} dict, so every exporter writes one output tensor."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return main_output(self.network(x))
 
 
 class AdaptiveAvgPoolAsMatrices(nn.Module):
@@ -144,6 +178,34 @@ def _fix_adaptive_pools(model: nn.Module, example: torch.Tensor) -> None:
         setattr(model.get_submodule(parent_name) if parent_name else model, attribute, replacement)
 
 
+# What every ONNX file's graph has been through, recorded in its sidecar ("graph_optimisation").
+ONNX_OPTIMISATION = ("batch norms folded into the convolutions before them (convzoo.deploy.fold_batch_norms, "
+                     "in PyTorch, within float32 rounding); constants folded by the exporter; then, where onnxruntime is "
+                     "installed, onnxruntime's basic graph optimisations applied offline (constant folding, "
+                     "redundant node elimination, Conv+Add/Mul/BatchNorm fusions: standard ONNX operators only, "
+                     "so the file stays portable to any runtime)")
+
+
+def optimise_onnx_file(path: Path) -> str | None:
+    """Rewrite the ONNX file at `path` with onnxruntime's basic (portable) graph optimisations applied; returns
+    the level applied, or None where onnxruntime is not installed. Its extended and full levels add operators
+    of onnxruntime's own (fused convolutions, its NCHWc layout) and are left to the session that loads it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    optimised = path.with_name(path.name + ".optimised")
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(optimised)
+    try:
+        onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        optimised.replace(path)
+    finally:
+        optimised.unlink(missing_ok=True)
+    return "ORT_ENABLE_BASIC"
+
+
 def _export_onnx_torchscript(model: nn.Module, example: torch.Tensor, out: Path) -> None:
     with warnings.catch_warnings():
         # The TorchScript-based exporter is deprecated in favour of the torch.export-based one, but it is several
@@ -152,13 +214,16 @@ def _export_onnx_torchscript(model: nn.Module, example: torch.Tensor, out: Path)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*[Cc]onstant folding.*")
         torch.onnx.export(model, (example,), str(out), dynamo=False, input_names=[INPUT_NAME],
-                          output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+                          output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                          do_constant_folding=True)
+    optimise_onnx_file(out)
 
 
 def _export_onnx_dynamo(model: nn.Module, example: torch.Tensor, out: Path) -> None:
     program = torch.onnx.export(model, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                 dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
     program.save(str(out), external_data=False)
+    optimise_onnx_file(out)
 
 
 def _run_exported(format: str, out: Path) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -279,6 +344,19 @@ def _export_checked(model: nn.Module, format: str, example: torch.Tensor, out: P
     raise ExportError(f"cannot export to {format}: " + "; ".join(problems) + "; nothing was written")
 
 
+def _optimisation_record(format: str, folded: FoldReport) -> dict:
+    record: dict = {"batch_norms_folded": len(folded.folded), "batch_norms_left": folded.left}
+    if format == "onnx":
+        import importlib.util
+
+        ort = importlib.util.find_spec("onnxruntime") is not None
+        record.update(constant_folding=True, onnxruntime_offline_level="ORT_ENABLE_BASIC" if ort else None,
+                      summary=ONNX_OPTIMISATION,
+                      at_load="onnxruntime: GraphOptimizationLevel.ORT_ENABLE_ALL (the default) adds its own "
+                              "fusions and layout for this machine; OpenVINO: its CPU plugin's, always")
+    return record
+
+
 def _save_torchscript(model: nn.Module, example: torch.Tensor, out: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -314,10 +392,16 @@ def export(model_or_name_or_ckpt: nn.Module | str | Path, format: str = "onnx", 
     source, described = _source_model(model_or_name_or_ckpt, model_kwargs)
     size = _input_size(source, described, input_size)
     model = copy.deepcopy(source).eval()
+    card = card_of(model)
+    if card is not None and card.task == "segmentation":
+        model = OutputLogits(model)  # the exported file returns the "out" logits, not a dict
     example = torch.randn(_EXAMPLE_BATCH, *size)
     check_file_path(out)
     images = _checkpoint_images(described, size) if check else None
     made: dict = {}
+    # For inference only: every batch norm that follows a convolution is folded into it (exact, in float32
+    # rounding; the check below runs on the folded model, which tests/test_deploy.py holds to the original's).
+    folded = fold_batch_norms(model)
     with torch.no_grad():
         if format == "onnx":
             _fix_adaptive_pools(model, example)
@@ -325,6 +409,7 @@ def export(model_or_name_or_ckpt: nn.Module | str | Path, format: str = "onnx", 
         # export leaves an existing file as it was.
         atomic_write_with(out, lambda temp: made.update(_export_checked(model, format, example, temp, check, images)))
     sidecar = {"format": format, **made, **described, "input_size": list(size), "input_name": INPUT_NAME,
-               "output_name": OUTPUT_NAME, "torch": torch.__version__}
+               "output_name": OUTPUT_NAME, "torch": torch.__version__,
+               "graph_optimisation": _optimisation_record(format, folded)}
     atomic_write_text(Path(f"{out}.json"), json.dumps(sidecar, indent=2, default=str) + "\n")
     return out

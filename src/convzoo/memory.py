@@ -2,8 +2,8 @@
 with what the machine has available. A command that would not fit stops at once, with one message: the
 estimate, the memory available, and the largest batch or input size that fits (`--force` runs it anyway).
 
-    estimate = training_memory(MemoryPlan(...)).check(force=False)   # raises MemoryEstimateError if too large
-    estimate.total, estimate.to_dict(), estimate.text()
+    estimate = training_guard(TrainingPlan("unet_padded", {}, (1, 64, 64), batch_size=16)).check(force=False)
+    estimate.total, estimate.to_dict(), estimate.text()   # over the limit: MemoryEstimateError (`fixes`: what fits)
 
 The estimate, in bytes, is a baseline plus the largest of the command's phases:
 
@@ -53,14 +53,19 @@ MIB = 2**20
 # estimate made with 176 MiB, with no margin left. 256 MiB covers both.
 RUNTIME_BYTES = 256 * MIB
 # The measured peak resident set of a command is within [estimate / ESTIMATE_FACTOR, estimate]: the estimate errs
-# high, at most by this factor. benchmarks/bench_memory.py measured 0.69-0.83 of the estimate (LeNet-5, ResNet-18
+# high, at most by this factor. benchmarks/bench_memory.py measured 0.68-0.75 of the estimate (LeNet-5, ResNet-18
 # at 64, MobileNet v2 at 96, VGG-11 at 32, U-Nets at 64 at a quarter and at the paper's widths; one-epoch
-# `convzoo train` runs in fresh processes), and the whole no-flag `convzoo train unet_padded --data digits-seg`
-# 0.89; the same run varies by up to ~0.1 from one process to the next, with the allocator. It
+# `convzoo train` runs in fresh processes), the whole no-flag `convzoo train unet_padded --data digits-seg`
+# 0.75-0.85, the U-Net at 512x512 0.87; the same run varies by up to ~0.1 from one process to the next. It
 # errs high because every phase counts its worst case (the resume state serialised twice over, each batch three
 # times, the backward's buffers as large as the forward's peak): a refusal must never come from an optimistic
 # estimate, and a factor of 2 at worst still lets every run through that needs less than half the memory left.
 ESTIMATE_FACTOR = 2.0
+# bf16 autocast keeps low-precision copies beside float32 tensors (a conv's input cast for it, the weights cast
+# once a step) and channels_last converts: a U-Net at 512x512, batch 16, whose speed trial trained all four
+# combinations peaked 1.07 times above its float32 activations' estimate. Activations count this much more
+# whenever a run may train in bf16 (the speed trial tries it unless --no-amp).
+AMP_ACTIVATION_FACTOR = 1.25
 # A limit this large is no limit (cgroup v1 writes 2**63 rounded down to a page; v2 writes "max").
 _NO_LIMIT = 2**60
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -471,6 +476,7 @@ class TrainingPlan:
     data_bytes: int = 0                         # the data set held in memory (the raw images)
     processes: int = 1                          # runs at once, each in its own process (a search's workers)
     weight_copies: int = 0                      # more copies of the weights kept all along (an EMA of them)
+    amp: bool = True                            # may train under bf16 autocast (AMP_ACTIVATION_FACTOR)
 
 
 def training_guard(plan: TrainingPlan, *, min_size: tuple[int, int] = (1, 1),
@@ -489,6 +495,8 @@ def training_guard(plan: TrainingPlan, *, min_size: tuple[int, int] = (1, 1),
         targets = _tensor_bytes(batch, *size, itemsize=8) if plan.segmentation else _tensor_bytes(batch, itemsize=8)
         batch_data = 3 * (images + targets)  # the items, the collated batch, the layout/device copy
         activations = batch * (net.training_activation_bytes + net.inference_activation_bytes)
+        if plan.amp:
+            activations = int(activations * AMP_ACTIVATION_FACTOR)
         eval_activations = batch * net.inference_activation_bytes
         trained = {"network weights": weights, "gradients": params, "optimizer state": states}
         if plan.weight_copies:

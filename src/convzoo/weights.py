@@ -19,6 +19,7 @@ from torch import nn
 
 from .errors import WeightsError, WeightsFileNotFoundError
 from .io import atomic_write_bytes
+from .protocol import Classifier, ConvzooModel, card_of, model_args_of
 
 # Checkpoint wrappers written by common training scripts: {"state_dict": ...}, {"model": ...}, ...
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
@@ -138,10 +139,10 @@ def _is_tensor_dict(obj: Mapping) -> bool:
 
 
 def _num_classes(model: nn.Module) -> int | None:
-    args = getattr(model, "model_args", None)
+    args = model_args_of(model)
     if args and "num_classes" in args:
         return args["num_classes"]
-    return getattr(model, "num_classes", None)
+    return model.num_classes if isinstance(model, Classifier) else None
 
 
 def _adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
@@ -158,9 +159,8 @@ def fit_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[di
     """Match a state dict to a model: remap legacy keys, drop a classifier of another size, adapt the first
     conv to other input channels. Returns the fitted dict, what was done, and what still does not fit."""
     report = LoadReport()
-    remap = getattr(model, "remap_state_dict", None)
-    if callable(remap):
-        remapped = remap(state)
+    if isinstance(model, ConvzooModel):
+        remapped = model.remap_state_dict(state)
         report.remapped_keys = len(set(remapped) - set(state))
         state = remapped
     expected = model.state_dict()
@@ -169,7 +169,8 @@ def fit_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[di
     # The convolutions that read the image: those a network declares (a NAS network: every layer without
     # inputs), else its first.
     first_conv = next((k for k, v in expected.items() if k.endswith("weight") and v.dim() == 4), None)
-    image_inputs = set(getattr(model, "image_input_weights", None) or ([first_conv] if first_conv else []))
+    declared = model.image_input_weights if isinstance(model, ConvzooModel) else ()
+    image_inputs = set(declared or ([first_conv] if first_conv else []))
     adapted = []
     mismatched = {}
     for key, tensor in list(state.items()):
@@ -227,7 +228,7 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> Loa
     fitted, report, problems = fit_state_dict(model, state)
     if problems["mismatched"] or (strict and (problems["missing"] or problems["unexpected"])):
         lines = [f"{str(path)!r} does not fit {type(model).__name__}"
-                 + (f" ({model.card.name})" if hasattr(model, "card") else "") + ":"]
+                 + (f" ({card_of(model).name})" if card_of(model) else "") + ":"]
         if problems["missing"]:
             lines.append(f"  missing keys ({len(problems['missing'])}): {_shorten(problems['missing'])}")
         if problems["unexpected"]:
@@ -235,7 +236,7 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> Loa
         if problems["mismatched"]:
             shapes = [f"{k} file {a} vs model {b}" for k, (a, b) in problems["mismatched"].items()]
             lines.append(f"  mis-shaped keys ({len(shapes)}): {_shorten(shapes)}")
-        card = getattr(model, "card", None)
+        card = card_of(model)
         fits = _networks_that_fit(state, card.task if card else None)
         if fits:
             lines.append(f"  the file fits: {', '.join(fits)} (create that network with convzoo.create_model)")
@@ -244,6 +245,33 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> Loa
     for message in report.messages():
         warnings.warn(message, stacklevel=2)
     return report
+
+
+# The weights file a run folder is taken for, first found first.
+_RUN_FOLDER_FILES = ("best.safetensors", "last.safetensors")
+
+
+def described_model_args(path: str | Path) -> dict | None:
+    """The network a weights file names (the "model" arguments save_weights and `convzoo train` record:
+    {"name", "num_classes", "in_chans", ...}), or None for a file that names none. A run folder stands for its
+    best.safetensors. Reads the safetensors header only."""
+    path = Path(path)
+    if path.is_dir():
+        path = next((path / f for f in _RUN_FOLDER_FILES if (path / f).is_file()), path / _RUN_FOLDER_FILES[0])
+    if not path.exists():
+        raise WeightsFileNotFoundError(f"weights file {str(path)!r} does not exist")
+    if not _is_safetensors(path):
+        return None
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        described = json.loads(metadata.get("convzoo", "{}"))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise WeightsError(f"{str(path)!r} is not a readable safetensors file (truncated or corrupt?): {err}") from err
+    model = described.get("model") if isinstance(described, dict) else None
+    return dict(model) if isinstance(model, dict) and isinstance(model.get("name"), str) else None
 
 
 def save_weights(model: nn.Module, path: str | Path, metadata: Mapping[str, str] | None = None) -> Path:
@@ -261,6 +289,6 @@ def save_weights(model: nn.Module, path: str | Path, metadata: Mapping[str, str]
         seen.add(tensor.untyped_storage().data_ptr())
         tensors[key] = tensor
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-    if hasattr(model, "model_args"):
-        meta.setdefault("convzoo", json.dumps({"model": model.model_args}, default=str))
+    if model_args_of(model):
+        meta.setdefault("convzoo", json.dumps({"model": model_args_of(model)}, default=str))
     return atomic_write_bytes(path, save(tensors, metadata=meta))

@@ -184,3 +184,27 @@ def test_real_networks_against_the_probe(name):
                 setattr(parent, child_name, nn.Identity())
     size = (3, 225, 225) if name == "resnet18" else (3, 161, 161)  # just larger than the fields (211, 150)
     assert_probe_matches(features, size)
+
+
+def test_a_strided_slice_shortcut_keeps_the_field_local():
+    """The CIFAR ResNets' option-A shortcut takes x[:, :, ::2, ::2]: every other unit, not a flattening, so
+    layer2 and layer3 of resnet20 see 37 and 81 pixels, not the whole image."""
+    from convzoo.layers.residual import ZeroPadShortcut
+
+    rows = {r.name: r for r in summary("resnet20", (3, 128, 128)).rows}
+    assert rows["layer2"].receptive_field == (37, 37) and rows["layer3"].receptive_field == (81, 81)
+    assert rows["layer2.0.downsample"].jump == (2, 2) and rows["layer2.0.downsample"].start == (0, 0)
+    assert_probe_matches(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), Shortcut(ZeroPadShortcut(2, 4, stride=2))),
+                         (1, 33, 33))
+
+
+class Shortcut(nn.Module):
+    """A 3x3 stride-2 conv beside a zero-padding shortcut, added: the sum sees the union."""
+
+    def __init__(self, shortcut):
+        super().__init__()
+        self.shortcut = shortcut
+        self.conv = nn.Conv2d(2, 4, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.conv(x) + self.shortcut(x)

@@ -218,3 +218,19 @@ def test_bad_arguments():
         summary(small_net(), (3, 16, 16), depth=-1)
     with pytest.raises(convzoo.UnknownModelError):
         summary("resnet5O")
+
+
+def test_building_on_meta_skips_initialisers_of_meta_tensors_only():
+    from torch import nn
+
+    from convzoo.analysis.trace import on_meta
+
+    original = nn.init.kaiming_normal_
+    with on_meta():
+        assert nn.init.kaiming_normal_ is not original
+        model = convzoo.create_model("resnet18")
+        real = nn.init.constant_(torch.empty(3, device="cpu"), 2.0)  # a real tensor is still initialised
+    assert nn.init.kaiming_normal_ is original  # put back
+    assert torch.equal(real, torch.full((3,), 2.0))
+    assert all(p.is_meta for p in model.parameters())
+    assert sum(p.numel() for p in model.parameters()) == convzoo.model_card("resnet18").params

@@ -19,7 +19,7 @@ SITE_NETWORKS = ("resnet18", "alexnet")  # + lenet5, the run's network
 
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> Path:
-    """LeNet-5, one epoch on the embedded digits: a finished run folder."""
+    """LeNet-5, one epoch on the embedded digits: a finished run folder (with the engine's explain/ gallery)."""
     from convzoo.training import make_config, train
 
     out = tmp_path_factory.mktemp("explore-run") / "lenet5-digits"

@@ -102,19 +102,26 @@ def test_a_run_page_shows_the_test_images_of_a_confusion_matrix_cell(page, site,
     assert page.eval_on_selector_all("#cell-images img", "imgs => imgs.every(i => i.naturalWidth > 0)")
     worst = page.eval_on_selector_all("#worst .thumb", "ts => ts.length")
     assert worst == len(results["worst_predictions"])
+    # The engine's explain/ gallery of the run (docs/explain.md): every method, every picture loaded.
+    gallery = json.loads((digits_run / "explain" / "index.json").read_text())
+    methods = page.eval_on_selector_all("#explain-pictures section h3", "hs => hs.map(h => h.textContent)")
+    assert sorted(methods) == sorted(gallery["methods"])
+    assert page.eval_on_selector_all("#explain-pictures img", "imgs => imgs.length > 1 && imgs.every(i => i.naturalWidth > 0)")
     page.screenshot(path=str(artifacts / "run.png"), full_page=True)
 
 
 def write_gallery(run, tmp_path):
-    """A copy of `run` with an explain/ gallery in docs/explain.md's layout: index.json listing each method's
-    PNGs, named after the test image they show (filters: of no image)."""
+    """A copy of `run` with an explain/ gallery in docs/explain.md's layout (the explain helper's engine writes
+    one at the end of a run): index.json listing each method's PNGs, named after the test image they show
+    (filters: of no image)."""
     import shutil
 
     from PIL import Image
 
     copy = tmp_path / "lenet5-explained"
     shutil.copytree(run, copy)
-    entries = []
+    shutil.rmtree(copy / "explain", ignore_errors=True)  # the engine's own gallery, replaced by this one
+    entries = {}
     for method, names in (("gradcam", ["test0", "test3"]), ("feature-maps", ["test0_c1", "test3_c1", "test3_c3"]),
                           ("filters", ["c1"])):
         for k, name in enumerate(names):
@@ -122,9 +129,9 @@ def write_gallery(run, tmp_path):
             path = copy / "explain" / method / f"{name}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (64, 48), colour).save(path)
-        entries.append({"method": method, "model": "lenet5", "json": f"{method}/{method}.json",
-                        "pngs": [f"{method}/{name}.png" for name in names]})
-    (copy / "explain" / "index.json").write_text(json.dumps(entries))
+        entries[method] = {"method": method, "model": "lenet5", "json": f"{method}/{method}.json",
+                           "pngs": [f"{method}/{name}.png" for name in names]}
+    (copy / "explain" / "index.json").write_text(json.dumps({"format": 1, "methods": entries}))
     return copy
 
 
@@ -132,12 +139,13 @@ def test_a_run_page_shows_the_explain_pictures_of_the_chosen_test_image(page, di
     from convzoo.explore import build_site
 
     run = write_gallery(digits_run, tmp_path)
-    site = build_site([str(run)], out=tmp_path / "site", predictions=False)
+    site = build_site([str(run)], out=tmp_path / "site")
     open_site(page, site, "#/run/" + run.name)
     options = page.eval_on_selector_all("#explain-image option", "os => os.map(o => o.value)")
     assert options == ["test0", "test3"]
     page.select_option("#explain-image", "test3")
     shown = page.eval_on_selector_all("#explain-pictures img", "imgs => imgs.map(i => [i.alt, i.naturalWidth])")
-    assert shown == [["gradcam: test3", 64], ["feature-maps: test3_c1", 64], ["feature-maps: test3_c3", 64],
-                     ["filters: c1", 64]]
+    assert shown[0][0] == "test image 3" and shown[0][1] > 0  # the image as the network saw it, then its pictures
+    assert shown[1:] == [["gradcam: test3", 64], ["feature-maps: test3_c1", 64], ["feature-maps: test3_c3", 64],
+                         ["filters: c1", 64]]
     page.screenshot(path=str(artifacts / "run-explain.png"), full_page=True)

@@ -12,7 +12,8 @@ import convzoo
 from convzoo.errors import InputSizeError
 from convzoo.models.classification.resnet import ResNet
 from convzoo.layers.residual import Bottleneck
-from convzoo.models.segmentation.backbones import FeatureExtractor, create_backbone
+from convzoo.models.features import FeatureExtractor
+from convzoo.models.segmentation.backbones import create_backbone
 
 
 def conv_geometry(module):
@@ -180,8 +181,8 @@ def test_bad_arguments_are_named():
         convzoo.create_model("resnet18", features_only=True, out_indices=(3, 1))
     with pytest.raises(ValueError, match=r"output_stride=12; its stages are at reductions \[2, 4, 8, 16, 32\]"):
         convzoo.create_model("resnet18", features_only=True, output_stride=12)
-    with pytest.raises(ValueError, match="LeNet5 cannot serve as an encoder"):
-        convzoo.create_model("lenet5", features_only=True)
+    with pytest.raises(ValueError, match="LeNet5 cannot take output_stride"):
+        convzoo.create_model("lenet5", features_only=True, output_stride=2)
     with pytest.raises(ValueError, match="features_only takes a classification network"):
         convzoo.create_model("unet", features_only=True)
     with pytest.raises(ValueError, match="transform_input"):

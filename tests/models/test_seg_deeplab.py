@@ -139,8 +139,8 @@ def test_deeplabv3plus_pads_to_its_stride_and_crops():
     model = convzoo.create_model("deeplabv3plus", num_classes=3).eval()
     x = torch.randn(1, 3, 37, 45)
     with torch.no_grad():
-        out = model(x)
-        padded = model(nn.functional.pad(x, (0, 3, 0, 11)))
+        out = model(x)["out"]
+        padded = model(nn.functional.pad(x, (0, 3, 0, 11)))["out"]
     assert out.shape == (1, 3, 37, 45)
     torch.testing.assert_close(out, padded[..., :37, :45])
 
@@ -152,7 +152,7 @@ def test_prediction_refined_by_the_dense_crf():
     model = convzoo.create_model("deeplab_v1", num_classes=3).eval()
     image = torch.rand(1, 3, 20, 24) * 255
     with torch.no_grad():
-        probs = model(image).softmax(1)
+        probs = model(image)["out"].softmax(1)
     refined = DenseCRF(iterations=3)(image, probs)
     assert refined.shape == probs.shape
     torch.testing.assert_close(refined.sum(1), torch.ones(1, 20, 24))
@@ -194,7 +194,7 @@ def test_multi_grid_keeps_the_map_size_and_changes_the_function():
     grid.load_state_dict(plain.state_dict())
     x = torch.randn(1, 3, 70, 50)
     with torch.no_grad():
-        a, b = plain(x), grid(x)
+        a, b = plain(x)["out"], grid(x)["out"]
     assert a.shape == b.shape == (1, 3, 70, 50)
     assert not torch.allclose(a, b)
     with pytest.raises(ValueError, match="one rate multiplier per unit.*3 units, got 2"):

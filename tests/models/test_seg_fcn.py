@@ -70,7 +70,7 @@ def test_any_input_size(stride):
     with torch.device("meta"):
         model = FCN(stride=stride).eval()
         for size in (1, 2, 31, 32, 33, 100, 227, 500):
-            assert model(torch.empty(1, 3, size, size + 5)).shape == (1, 21, size, size + 5)
+            assert model(torch.empty(1, 3, size, size + 5))["out"].shape == (1, 21, size, size + 5)
 
 
 @pytest.mark.slow
@@ -79,7 +79,7 @@ def test_scoring_layers_start_at_zero_and_upsampling_bilinear():
     model = FCN(stride=8, num_classes=3, in_chans=1).eval()
     for name in ("score_fr", "score_pool4", "score_pool3"):
         assert getattr(model, name).weight.abs().sum() == 0
-    assert model(torch.randn(1, 1, 40, 40)).abs().sum() == 0  # zero scores before any training
+    assert model(torch.randn(1, 1, 40, 40))["out"].abs().sum() == 0  # zero scores before any training
     for name, learnable in (("upscore2", True), ("upscore_pool4", True), ("upscore", False)):
         deconv = getattr(model, name)
         assert deconv.bias is None and deconv.weight.requires_grad == learnable
@@ -159,17 +159,18 @@ def test_backbone_is_torchvisions_dilated_resnet(fcn_resnet50):
     torch.testing.assert_close(layer4, reference.layer4(r3))
 
 
-def test_output_is_upsampled_head_and_aux_in_training(fcn_resnet50):
+def test_output_is_upsampled_head_and_aux_in_every_mode(fcn_resnet50):
     model = fcn_resnet50.eval()
     x = torch.randn(2, 3, 17, 23)
     with torch.no_grad():
         layer3, layer4 = model.backbone(x)
         expected = nn.functional.interpolate(model.classifier(layer4), size=(17, 23), mode="bilinear",
                                              align_corners=False)
-        torch.testing.assert_close(model(x), expected)
+        evaluated = model(x)
+        torch.testing.assert_close(evaluated["out"], expected)
         model.train()
         out = model(x)
-    assert set(out) == {"out", "aux"} and out["aux"].shape == (2, 3, 17, 23)
+    assert set(out) == set(evaluated) == {"out", "aux"} and out["aux"].shape == (2, 3, 17, 23)
     assert model.aux_weight == 0.5
 
 

@@ -31,7 +31,7 @@ def test_parameter_count_from_figure_1():
 def test_572_in_388_out():
     with torch.device("meta"):
         model = convzoo.create_model("unet").eval()
-        assert model(torch.empty(1, 1, 572, 572)).shape == (1, 2, 388, 388)
+        assert model(torch.empty(1, 1, 572, 572))["out"].shape == (1, 2, 388, 388)
     assert model.output_size((572, 572)) == (388, 388)
     assert model.border == 184
 
@@ -54,10 +54,10 @@ def test_seamless_tiling():
     torch.manual_seed(0)
     model = UNet(widths=TINY).eval()
     x = torch.randn(1, 1, 220, 236)
-    small = model(x[..., :188, :204])
+    small = model(x[..., :188, :204])["out"]
     assert small.shape[-2:] == (4, 20)
     for h, w in ((204, 220), (197, 209), (220, 236)):
-        big = model(x[..., :h, :w])
+        big = model(x[..., :h, :w])["out"]
         assert big.shape[-2:] == (h - 184, w - 184)
         torch.testing.assert_close(big[..., :4, :20], small)
 
@@ -66,14 +66,14 @@ def test_too_small_names_the_minimum():
     model = UNet(widths=TINY)
     with pytest.raises(InputSizeError, match="at least 185x185"):
         model(torch.zeros(1, 1, 184, 300))
-    assert model.eval()(torch.zeros(1, 1, 185, 185)).shape[-2:] == (1, 1)
+    assert model.eval()(torch.zeros(1, 1, 185, 185))["out"].shape[-2:] == (1, 1)
 
 
 def test_padded_variant_keeps_any_size():
     torch.manual_seed(0)
     model = UNet(widths=TINY, padded=True).eval()
     for h, w in ((1, 1), (33, 50), (64, 64)):
-        assert model(torch.randn(2, 1, h, w)).shape == (2, 2, h, w)
+        assert model(torch.randn(2, 1, h, w))["out"].shape == (2, 2, h, w)
     assert model.output_size((33, 50)) == (33, 50)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     assert all(m.bias is None for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
@@ -85,7 +85,7 @@ def test_padded_variant_pads_then_crops():
     model = UNet(widths=TINY, padded=True).eval()
     x = torch.randn(1, 1, 45, 40)
     padded = torch.nn.functional.pad(x, (0, 8, 0, 3))
-    torch.testing.assert_close(model(x), model(padded)[..., :45, :40])
+    torch.testing.assert_close(model(x)["out"], model(padded)["out"][..., :45, :40])
 
 
 def test_init_is_he_fan_in():

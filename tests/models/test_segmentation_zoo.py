@@ -1,7 +1,7 @@
 """What segmentation networks add to the checks test_zoo.py makes of every network (parameter count, tight
 smallest input, channel count, card): logits of shape (N, num_classes, H, W) at the input's size (or
 `output_size` for the unpadded U-Net), odd sizes kept, forward and backward at the smallest size, and the
-training-mode output with an auxiliary head."""
+dict output ({"out"}, and "aux" where the network has an auxiliary head) in every mode."""
 import pytest
 import torch
 
@@ -30,8 +30,7 @@ def test_default_input_gives_score_maps(name):
     card = convzoo.model_card(name)
     with torch.device("meta"):
         model = convzoo.create_model(name).eval()
-        out = model(torch.empty(2, *card.input_size))
-    assert isinstance(out, torch.Tensor)
+        out = model(torch.empty(2, *card.input_size))["out"]
     assert tuple(out.shape) == (2, card.num_classes, *expected_hw(model, card.input_size[1:]))
 
 
@@ -41,7 +40,7 @@ def test_odd_input_size_keeps_its_size(name):
     h, w = max(card.min_input_size[0], 61) + 2, max(card.min_input_size[1], 61) + 7
     with torch.device("meta"):
         model = convzoo.create_model(name).eval()
-        out = model(torch.empty(1, card.input_size[0], h, w))
+        out = model(torch.empty(1, card.input_size[0], h, w))["out"]
     assert tuple(out.shape[-2:]) == expected_hw(model, (h, w))
 
 
@@ -51,7 +50,7 @@ def test_forward_backward_at_smallest_input(name):
     card = convzoo.model_card(name)
     model = convzoo.create_model(name, num_classes=5, in_chans=2).eval()
     x = torch.randn(1, 2, *card.min_input_size)
-    out = model(x)
+    out = model(x)["out"]
     assert out.shape == (1, 5, *expected_hw(model, card.min_input_size))
     assert torch.isfinite(out).all()
     # Cross-entropy, not a norm of the output: FCN's scoring layers start at zero, so the output does too.
@@ -63,16 +62,15 @@ def test_forward_backward_at_smallest_input(name):
 
 
 @pytest.mark.parametrize("name", SEGMENTERS)
-def test_training_mode_output(name):
-    """Training returns the logits, or {"out", "aux"} for a network built with an auxiliary head."""
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_output_is_torchvisions_dict_in_every_mode(name, mode):
+    """{"out": logits}, with "aux" for a network built with an auxiliary head, in training and evaluation."""
     card = convzoo.model_card(name)
     size = max(card.min_input_size[0], 64)
     with torch.device("meta"):
-        model = convzoo.create_model(name).train()
+        model = convzoo.create_model(name).train(mode == "train")
         out = model(torch.empty(2, card.input_size[0], size, size))
     hw = expected_hw(model, (size, size))
-    if isinstance(out, dict):
-        assert set(out) == {"out", "aux"}
-        assert tuple(out["aux"].shape) == (2, card.num_classes, *hw)
-        out = out["out"]
-    assert tuple(out.shape) == (2, card.num_classes, *hw)
+    assert set(out) == ({"out", "aux"} if getattr(model, "aux_classifier", None) is not None else {"out"})
+    for logits in out.values():
+        assert tuple(logits.shape) == (2, card.num_classes, *hw)

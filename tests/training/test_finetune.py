@@ -13,7 +13,9 @@ def test_a_resnet_splits_into_stem_stages_and_head():
     assert [(s.name, s.modules) for s in stages(network)] == [
         ("stem", ("conv1", "bn1", "relu")), ("layer1", ("layer1",)), ("layer2", ("layer2",)),
         ("layer3", ("layer3",)), ("head", ("avgpool", "fc"))]
-    assert stages(create_model("lenet5")) == []  # no layer<N> modules: patterns only
+    # No layer<N> modules: the stages LeNet-5 declares (protocol.py), each named by its own last module.
+    assert [(s.name, s.modules) for s in stages(create_model("lenet5"))] == [
+        ("stem", ("c1", "squash")), ("c3", ("s2", "c3")), ("c5", ("s4", "c5")), ("head", ("f6", "rbf"))]
 
 
 def test_frozen_stages_get_no_update_and_keep_their_statistics():

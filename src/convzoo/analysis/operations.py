@@ -21,7 +21,7 @@ fvcore's conv/linear counts. docs/analysis.md lists every rule with its formula.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch
@@ -327,6 +327,32 @@ def _pad_field(call: Call) -> TensorField | None:
     return rf.pad(field, before)
 
 
+def _getitem_field(call: Call) -> TensorField | None:
+    """Indexing. Slices of the spatial axes (`x[:, :, ::2, ::2]`, the CIFAR ResNets' option-A shortcut; a crop)
+    keep every `step`-th unit from `start`: jump x step, unit 0 moves to the old unit `start`. Anything else
+    (integer or tensor indices into H or W, new axes) is a view or reshape."""
+    field = call.x_field
+    index = call.arg(1, "idx")
+    if field is None or not field.spatial:
+        return reshape_field(call)
+    x, n = call.x, len(field.axes)
+    index = index if isinstance(index, tuple) else (index,)
+    if sum(i is Ellipsis for i in index) > 1 or any(i is None or isinstance(i, (Tensor, list, bool)) for i in index):
+        return reshape_field(call)
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (x.dim() - len(index) + 1) + index[at + 1:]
+    index = index + (slice(None),) * (x.dim() - len(index))
+    spatial = index[x.dim() - n:]
+    if len(index) != x.dim() or not all(isinstance(i, slice) for i in spatial):
+        return reshape_field(call)
+    axes = []
+    for axis, part, size in zip(field.axes, spatial, x.shape[x.dim() - n:]):
+        start, _, step = part.indices(size)
+        axes.append(replace(axis, jump=axis.jump * step, start=axis.start + start * axis.jump))
+    return TensorField(tuple(axes), spatial=True)
+
+
 def _free(call: Call) -> int:
     return 0
 
@@ -408,10 +434,12 @@ _rule(OpRule("dropout", "0 (the identity at inference)", _free),
 _rule(OpRule("view/reshape", "0 (no arithmetic: views, reshapes, slices, channel shuffles, copies)", _free,
              field=reshape_field),
       T.view, T.view_as, T.reshape, T.reshape_as, torch.reshape, torch.flatten, T.flatten, T.unflatten,
-      torch.permute, T.permute, torch.transpose, T.transpose, T.t, T.contiguous, T.__getitem__, torch.narrow,
+      torch.permute, T.permute, torch.transpose, T.transpose, T.t, T.contiguous, torch.narrow,
       T.narrow, torch.chunk, T.chunk, torch.split, T.split, torch.unbind, T.unbind, torch.unsqueeze, T.unsqueeze,
       torch.squeeze, T.squeeze, T.expand, T.expand_as, T.repeat, torch.clone, T.clone, T.detach, torch.detach,
       T.to, T.float, T.type, T.type_as, torch.channel_shuffle, F.channel_shuffle)
+_rule(OpRule("index", "0 (a view); spatial slices keep every step-th unit", _free, field=_getitem_field),
+      T.__getitem__)
 _rule(OpRule("constant", "0 (creates a tensor that does not depend on the input)", _free),
       torch.zeros, torch.ones, torch.empty, torch.full, torch.arange, torch.tensor, torch.zeros_like,
       torch.ones_like, torch.empty_like, torch.full_like, torch.rand, torch.randn, torch.rand_like,

@@ -16,6 +16,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,9 +27,11 @@ from rich.text import Text
 from torch import nn
 
 from ..errors import InputSizeError
+from ..protocol import card_of, model_args_of
 from ..registry import create_model, default_input_size, model_card
+from ..weights import described_model_args
 from .receptive_field import TensorField, centre_size
-from .trace import CallNode, Trace, trace_model
+from .trace import CallNode, Trace, on_meta, trace_model
 
 CONVENTIONS = ("all", "conv_linear")
 _MARKDOWN_HEADERS = ["layer", "type", "output (CxHxW)", "params", "MACs", "receptive field (px)", "jump (px)",
@@ -188,13 +191,14 @@ class SummaryReport:
         return self.to_markdown()
 
 
-def summary(model_or_name: nn.Module | str, input_size: tuple[int, ...] | None = None, depth: int | None = None,
-            convention: str = "all") -> SummaryReport:
+def summary(model_or_name: nn.Module | str | Path, input_size: tuple[int, ...] | None = None,
+            depth: int | None = None, convention: str = "all", **model_kwargs: Any) -> SummaryReport:
     """Shapes, parameters, operations (MACs), receptive fields and memory of a network, from one forward
     pass on the meta device (so it is cheap for any size of network, and the model is left untouched).
 
-    `model_or_name`: an nn.Module, or a registered name (built on the meta device with its card's
-    defaults). `input_size`: (C, H, W) without the batch axis; defaults to the card's. `depth`: fold the
+    `model_or_name`: an nn.Module; a registered name, built on the meta device with `model_kwargs` (any
+    create_model argument: num_classes, spec, global_pool, ...) or its card's defaults; or a weights file or
+    run folder that names its network (save_weights files, `convzoo train` checkpoints), built as recorded. `input_size`: (C, H, W) without the batch axis; defaults to the card's. `depth`: fold the
     rows below this depth into their ancestors (0 leaves one row: the whole model). `convention`: "all"
     counts every operation by the rules in operations.py; "conv_linear" counts only convolutions, linear
     layers and matrix products (torchvision's published figures). Models may return a tensor, or tuples
@@ -203,27 +207,36 @@ def summary(model_or_name: nn.Module | str, input_size: tuple[int, ...] | None =
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     if depth is not None and depth < 0:
         raise ValueError(f"depth must be 0 or more (or None for every row), got {depth}")
-    model, name, input_size, copy_model = resolve_model(model_or_name, input_size, caller="summary")
+    model, name, input_size, copy_model = resolve_model(model_or_name, input_size, caller="summary", **model_kwargs)
     trace = trace_model(model, input_size, name=name, copy_model=copy_model)
     return report_from_trace(trace, name, input_size, depth=depth, convention=convention)
 
 
-def resolve_model(model_or_name: nn.Module | str, input_size: tuple[int, ...] | None,
-                  caller: str = "summary") -> tuple[nn.Module, str, tuple[int, ...], bool]:
-    """What a trace needs: the model (a registered name is built on the meta device, owned by the caller:
-    `copy_model` False), its name, and the input size (given, else what its arguments or card decide)."""
+def resolve_model(model_or_name: nn.Module | str | Path, input_size: tuple[int, ...] | None,
+                  caller: str = "summary", **model_kwargs: Any) -> tuple[nn.Module, str, tuple[int, ...], bool]:
+    """What a trace needs: the model (a registered name is built on the meta device with `model_kwargs`, owned
+    by the caller: `copy_model` False; a weights file or run folder that names its network is built as it
+    records), its name, and the input size (given, else what its arguments or card decide)."""
+    if isinstance(model_or_name, (str, Path)) and _is_file_or_folder(model_or_name):
+        recorded = described_model_args(model_or_name)
+        if recorded is None:
+            raise ValueError(f"{str(model_or_name)!r} does not name its network (not written by save_weights or "
+                             f"`convzoo train`); give the network's name and load the weights into it yourself")
+        model_or_name, model_kwargs = recorded.pop("name"), {**recorded, **model_kwargs}
     if isinstance(model_or_name, str):
         card = model_card(model_or_name)
-        with torch.device("meta"):
-            model = create_model(card.name)
+        with on_meta():
+            model = create_model(card.name, **model_kwargs)
         copy_model = False
     elif isinstance(model_or_name, nn.Module):
-        model, card, copy_model = model_or_name, getattr(model_or_name, "card", None), True
+        if model_kwargs:
+            raise ValueError("model arguments apply to a registered name, not to a model already built")
+        model, card, copy_model = model_or_name, card_of(model_or_name), True
     else:
         raise TypeError(f"{caller}() takes an nn.Module or a registered model name, "
                         f"got {type(model_or_name).__name__}")
     name = card.name if card is not None else type(model).__name__
-    model_args = getattr(model, "model_args", None)
+    model_args = model_args_of(model)
     if input_size is None and card is not None and model_args:
         # What the network was built for: its arguments may decide the input (a NAS spec) or its channels.
         channels, height, width = default_input_size(card.name, model_args)
@@ -250,6 +263,11 @@ def report_from_trace(trace: Trace, name: str, input_size: tuple[int, ...], dept
         unused_params=trace.unused_params,
         fieldless_ops=trace.fieldless,
     )
+
+
+def _is_file_or_folder(value: str | Path) -> bool:
+    # A registered name never contains a path separator or a suffix; a path that exists is a file.
+    return isinstance(value, Path) or Path(value).exists()
 
 
 def _check_input_size(input_size, card, name: str) -> tuple[int, ...]:

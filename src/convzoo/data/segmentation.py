@@ -254,6 +254,21 @@ def fit_inside_size(height: int, width: int, size: tuple[int, int]) -> tuple[int
     return max(1, min(size[0], round(height * scale))), max(1, min(size[1], round(width * scale)))
 
 
+def fit_network_view(path: str | Path, input_size: Sequence[int]
+                     ) -> tuple[Tensor, tuple[int, int], tuple[int, int]]:
+    """An image file as a segmentation network sees it at test time: scaled to fit inside the input (C, H, W)
+    keeping its aspect, padded with black at the bottom and right. Returns the C x H x W view (0..1, not yet
+    normalised), the (h, w) the image takes inside it, and the file's own (h, w)."""
+    from .datasets import decode_image
+
+    channels, height, width = (int(n) for n in input_size)
+    image = decode_image(path, channels)
+    fitted = fit_inside_size(*image.shape[-2:], (height, width))
+    view = torch.zeros(channels, height, width)
+    view[:, :fitted[0], :fitted[1]] = resize(image, fitted)
+    return view, fitted, (int(image.shape[-2]), int(image.shape[-1]))
+
+
 def pad_pair(image: Tensor, mask: Tensor, top: int, bottom: int, left: int, right: int) -> tuple[Tensor, Tensor]:
     """Pad with black image pixels and unlabelled (255) mask pixels, so padding never counts as background."""
     if not (top or bottom or left or right):

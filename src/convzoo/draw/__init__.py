@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..analysis.summary import SummaryReport, report_from_trace, resolve_model
-from ..analysis.trace import trace_model
+from ..analysis.trace import on_meta, trace_model
 from ..errors import DrawError, OutputExistsError, WeightsError
 from ..io import atomic_write_bytes
 from .graph import Edge, Frame, Graph, GraphRecorder, Node, build_graph
@@ -201,7 +201,7 @@ def _checkpoint_model(path: str | Path) -> tuple[nn.Module, tuple[int, ...] | No
     name = model_args.pop("name", None)
     if not isinstance(name, str):
         raise WeightsError(f"{str(resolved)!r} does not name its network in its metadata")
-    with torch.device("meta"):
+    with on_meta():
         model = create_model(name, **model_args)
     size = description.get("input_size")
     return model, (tuple(int(v) for v in size) if size else None)

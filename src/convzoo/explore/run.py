@@ -136,8 +136,9 @@ def _thumbnail(dataset, index: int, mean, std) -> str:
 
 
 def _explain_gallery(run: Path, rid: str, files: dict[str, Path]) -> dict[str, Any] | None:
-    """The explain/ gallery: its methods and PNGs (from explain/index.json, else every PNG under explain/),
-    each PNG marked with the test image it shows (its name starts with `testN`) or None (filters)."""
+    """The explain/ gallery (docs/explain.md): its methods and PNGs (from explain/index.json, else every PNG under
+    explain/), each PNG marked with the test image it shows (NAME or NAME_LAYER, NAME = `testN`, N its index in
+    the test split) or None (filters: of no image)."""
     root = run / EXPLAIN_FOLDER
     if not root.is_dir():
         return None
@@ -149,8 +150,9 @@ def _explain_gallery(run: Path, rid: str, files: dict[str, Path]) -> dict[str, A
             listed = json.loads(index.read_text())
         except (OSError, json.JSONDecodeError):
             listed = None
-    if isinstance(listed, dict):
-        listed = listed.get("methods", listed.get("entries", list(listed.values())))
+    if isinstance(listed, dict):  # {"format": 1, "methods": {METHOD: {"method", "model", "json", "npz", "pngs"}}}
+        listed = listed.get("methods")
+        listed = list(listed.values()) if isinstance(listed, dict) else listed
     if isinstance(listed, list) and all(isinstance(e, dict) and "pngs" in e for e in listed):
         for entry in listed:
             entries.append((str(entry.get("method", "?")), [root / p for p in entry["pngs"]]))

@@ -24,6 +24,7 @@ from ..io import atomic_write_bytes, atomic_write_text, check_folder_path
 from ..registry import list_models, model_card
 from ..runtime import usable_cores
 from .network import network_data, zoo_row
+from ..training.checkpoint import read_checkpoint_description
 from .run import run_data
 
 STATIC_FILES = ("index.html", "explore.css", "explore.js")
@@ -75,12 +76,10 @@ def build_site(items: Sequence[str] = (), out: str | Path = "explore", progress:
     out = check_site_folder(out)
     names, runs = split_items(items)
     report = SiteReport(out=out)
-    runs_data = []
-    for path in runs:
-        data, files = run_data(path, predictions=predictions)
-        runs_data.append((data, files))
-        if data.get("model") and data["model"] not in names:
-            names.append(model_card(data["model"]).name)
+    for path in runs:  # a run's network gets its page (the checkpoint's header names it)
+        name = model_card(read_checkpoint_description(path)["model"]["name"]).name
+        if name not in names:
+            names.append(name)
     written = 0
     static = resources.files(__package__) / "static"
     for filename in STATIC_FILES:  # first: a folder whose build is interrupted is still known as the explorer's
@@ -93,7 +92,8 @@ def build_site(items: Sequence[str] = (), out: str | Path = "explore", progress:
         report.networks.append(name)
         report.files += 1
     run_rows = []
-    for data, files in runs_data:
+    for path in runs:  # after the networks: the predictions run real layers, the drawing workers never do
+        data, files = run_data(path, predictions=predictions)
         for target, source in files.items():
             written += _copy(source, out / target)
             report.files += 1
@@ -139,10 +139,15 @@ def _network_pages(names: list[str], progress: bool, workers: int | None) -> Ite
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # Spawned, not forked: a fork of a process that has run torch may hold its locks.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(network_data, name) for name in names]
-        for name, future in zip(_progress(names, progress, "networks"), futures):
+    # Forked where the platform forks (as DataLoader workers are): the workers start with convzoo imported,
+    # which spawning would pay again in each (seconds of CPU). build_site runs no layer before this point.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    shown = _progress(names, progress, "networks")
+    # The first network here: PyTorch's one-time meta-kernel warm-up, which forked workers then inherit.
+    yield next(shown), network_data(names[0])
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+        futures = [pool.submit(network_data, name) for name in names[1:]]
+        for name, future in zip(shown, futures):
             yield name, future.result()
 
 

@@ -4,6 +4,7 @@ A grouped 1x1 conv only sees the channels of its own group; two in a row would k
 network. Shuffling the channels between them hands each group a slice of every other group's output."""
 from __future__ import annotations
 
+import torch.fx
 from torch import Tensor, nn
 
 
@@ -18,6 +19,10 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     # reshape, not view: a channels_last tensor cannot be viewed this way, only copied.
     grouped = x.reshape(batch, groups, channels // groups, height, width)
     return grouped.transpose(1, 2).reshape(batch, channels, height, width)
+
+
+# A leaf for torch.fx: traced networks call it as one node (its shape arithmetic runs on real tensors).
+torch.fx.wrap("channel_shuffle")
 
 
 class ChannelShuffle(nn.Module):

@@ -138,8 +138,9 @@ class ASPPPooling(nn.Sequential):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        size = x.shape[-2:]
-        return super().forward(x).expand(-1, -1, *size)
+        # Sizes by index, not unpacked from x.shape[-2:]: torch.fx can trace it.
+        pooled = super().forward(x)
+        return pooled.expand(pooled.shape[0], pooled.shape[1], x.shape[2], x.shape[3])
 
 
 class ASPP(nn.Module):

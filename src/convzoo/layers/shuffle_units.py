@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import torch
+import torch.fx
 from torch import Tensor, nn
 
 from .channel_shuffle import ChannelShuffle, channel_shuffle
 from .conv import ConvBnAct, conv1x1, conv3x3
+
+torch.fx.wrap("channel_shuffle")  # a torch.fx leaf here too (wrap is per module): it reads the shape
 
 
 class ShuffleV1Unit(nn.Module):
@@ -35,6 +38,7 @@ class ShuffleV1Unit(nn.Module):
                 raise ValueError(f"ShuffleV1Unit: {what} ({chans}) must be a positive multiple of the "
                                  f"{divisor} groups")
         self.stride = stride
+        self.out_chans = out_chans
         self.compress = ConvBnAct(in_chans, mid_chans, 1, groups=input_groups)
         self.shuffle = ChannelShuffle(groups) if input_groups > 1 else nn.Identity()
         self.depthwise = ConvBnAct(mid_chans, mid_chans, 3, stride=stride, groups=mid_chans, act=None)
@@ -69,6 +73,8 @@ class ShuffleV2Unit(nn.Module):
             raise ValueError(f"ShuffleV2Unit needs an even out_chans, equal to in_chans at stride 1; got "
                              f"in_chans={in_chans}, out_chans={out_chans}, stride={stride}")
         self.stride = stride
+        self.out_chans = out_chans
+        self.split = branch_chans  # at stride 1 the first `split` channels pass untouched
         if stride == 2:
             self.branch1 = nn.Sequential(
                 conv3x3(in_chans, in_chans, stride=stride, groups=in_chans),
@@ -92,8 +98,8 @@ class ShuffleV2Unit(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.stride == 1:
-            passed, processed = x.chunk(2, dim=1)
-            out = torch.cat([passed, self.branch2(processed)], dim=1)
+            # Slices of a fixed width rather than x.chunk(2): torch.fx can trace them (no tuple to unpack).
+            out = torch.cat([x[:, :self.split], self.branch2(x[:, self.split:])], dim=1)
         else:
             out = torch.cat([self.branch1(x), self.branch2(x)], dim=1)
         return channel_shuffle(out, 2)

@@ -116,6 +116,7 @@ class TrainConfig:
     workers: int | None = None                  # DataLoader processes; None: chosen for the data and machine
     threads: int | None = None                  # CPU threads per process; None: convzoo.runtime's policy
     tensorboard: bool = False                   # TensorBoard event files beside metrics.csv (training/tensorboard.py)
+    explain: bool = True                        # write the explain/ gallery at the end (convzoo.explain)
     out: str | None = None
     force: bool = False                         # run even when the memory estimate exceeds what is available
 
@@ -166,7 +167,7 @@ LR_FIND_EPOCH = 2**31 - 1
 
 # Settings a resumed run may change: they alter how it runs, never what it computes (skip_bad: only which
 # unreadable files stop it, so a run stopped by one can go on without it).
-RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out", "force", "skip_bad")
+RESUME_MAY_CHANGE = ("epochs", "device", "workers", "threads", "out", "force", "skip_bad", "explain")
 
 
 def train(config: TrainConfig, *, resume: bool = False, console: Console | None = None) -> TrainResult:
@@ -194,7 +195,9 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                               f"`convzoo train --resume {run.folder.path}`") from err
         finally:
             plot_curves(run)
-        return finish(run)
+        result = finish(run)
+        explain_run(run)
+        return result
     finally:
         distributed.teardown(ctx)
 
@@ -303,7 +306,7 @@ def set_up(config: TrainConfig, *, resume: bool, ctx: distributed.Distributed, c
     if config.init and state is None:
         load_initial_weights(network, config.init, console if ctx.is_main else None)
     frozen_norms = freeze(network, config.freeze) if config.freeze else []
-    task = build_task(task_name, data.classes, config.label_smoothing, aux_weight=getattr(network, "aux_weight", 0.0))
+    task = build_task(task_name, data.classes, config.label_smoothing, aux_weight=network.aux_weight)
     mixing = _batch_mixing(config, task)
     speed = _speed_choice(network, task, train_loader, config, state, ctx)
     network = network.to(memory_format=torch.channels_last if speed.channels_last else torch.contiguous_format)
@@ -452,7 +455,7 @@ def find_lr(config: TrainConfig, *, out: str | Path | None = None, start: float 
         if config.freeze:
             freeze(network, config.freeze)
         task = build_task(config.task or card.task, data.classes, config.label_smoothing,
-                          aux_weight=getattr(network, "aux_weight", 0.0))
+                          aux_weight=network.aux_weight)
         speed = SpeedChoice(channels_last=bool(config.channels_last), amp=bool(config.amp), how="set")
         with EpochProgress(console, 0, 1, config.lr_find_steps, True) as progress:
             result = _sweep(config, network, task, loader, speed, ctx, start=start, end=end,
@@ -507,7 +510,8 @@ def check_resume_settings(config: TrainConfig, folder: RunFolder | str | Path) -
     changed = sorted(k for k, v in config.to_dict().items() if k not in RESUME_MAY_CHANGE and given.get(k) != v)
     if changed:
         raise RunFolderError(f"--resume continues a run with its own settings ({folder.path}/config.json); only "
-                             f"--epochs, --device, --workers and --threads may change, not: {', '.join(changed)}")
+                             f"--epochs, --device, --workers, --threads and --no-explain may change, not: "
+                             f"{', '.join(changed)}")
 
 
 def resumed_config(folder: str | Path, model: str | None = None, **changes: Any) -> TrainConfig:
@@ -699,6 +703,18 @@ def finish(run: Run) -> TrainResult:
     return TrainResult(out=folder.path, history=run.history, best_epoch=run.best_epoch, test=results)
 
 
+def explain_run(run: Run) -> None:
+    """The explain/ gallery: what the best checkpoint sees in a few test images (convzoo.explain.gallery)."""
+    if not (run.ctx.is_main and run.config.explain):
+        return
+    from ..explain.gallery import write_gallery  # explain reads checkpoints: imported here, not above
+
+    dataset = run.data.test if run.data.test is not None else run.data.val
+    out = write_gallery(run.folder.path, dataset)
+    run.console.print(f"explained: feature maps, filters, Grad-CAM, occlusion and the effective receptive field of "
+                      f"a few {run.test_split} images in {out}", highlight=False, soft_wrap=True)
+
+
 @torch.no_grad()
 def evaluate(network: nn.Module, loader: DataLoader, task: Task, *, ctx: distributed.Distributed | None = None,
              autocast: bool = False, channels_last: bool = False) -> dict:
@@ -785,7 +801,7 @@ def _sync_buffers(network: nn.Module, ctx: distributed.Distributed) -> None:
 
 
 def _check_input_fits(network: nn.Module, name: str, input_size: tuple[int, int, int]) -> None:
-    smallest = getattr(network, "min_input_size", model_card(name).min_input_size)
+    smallest = network.min_input_size or model_card(name).min_input_size
     if input_size[1] < smallest[0] or input_size[2] < smallest[1]:
         raise InputSizeError(f"{name} needs inputs of at least {smallest[0]}x{smallest[1]}; --input-size "
                              f"{input_size[1]}x{input_size[2]} is smaller")

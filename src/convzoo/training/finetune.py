@@ -69,7 +69,8 @@ def _declared_stages(network: nn.Module) -> list[Stage] | None:
     for index, stage in enumerate(declare()):
         steps = tuple(step for step in stage.steps if step not in claimed)
         claimed.update(steps)
-        parts.append(("stem" if index == 0 else stage.steps[-1], steps))
+        # Named by its last module not already claimed: a module a family reuses (LeNet-5's squash) names none.
+        parts.append(("stem" if index == 0 else (steps or stage.steps)[-1], steps))
     names = [name for name, _ in network.named_children()]
     head = tuple(name for name in names if not any(step.split(".")[0] == name for step in claimed))
     return [Stage(name, modules, depth) for depth, (name, modules) in enumerate(parts + [("head", head)])]

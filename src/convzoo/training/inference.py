@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import CorruptImageError, DataError
 from ..io import atomic_write_bytes
 from ..layers.crf import DenseCRF
+from ..protocol import main_output
 from .checkpoint import Checkpoint, load_checkpoint, read_checkpoint_description
 from .losses import center_crop_to
 from .metrics import ClassificationMeter
@@ -200,7 +201,7 @@ def evaluate_segmentation(models: Sequence[nn.Module], dataset: Dataset, classes
     for images, masks in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         images = images.to(device)
         if protocol is None or protocol.single:
-            probabilities = [model(images).float().softmax(dim=1) for model in models]
+            probabilities = [main_output(model(images)).float().softmax(dim=1) for model in models]
         else:
             probabilities = [protocol_probabilities(model, images, protocol, input_side=max(images.shape[-2:]))
                              for model in models]
@@ -282,9 +283,8 @@ def predict_masks(checkpoint: Checkpoint, images: Sequence[str | Path], out: str
     inside the network's input keeping its aspect, padded at the bottom and right; the mask is scaled back to
     the image's own size. Pixels the network does not predict (the border a valid-convolution U-Net trims)
     get 255, VOC's "void". Returns, per image, the files and the fraction of its pixels in each class."""
-    from ..data.datasets import decode_image
-    from ..data.segmentation import IGNORE_INDEX, fit_inside_size, resize_mask
-    from ..data.transforms import Normalize, resize
+    from ..data.segmentation import IGNORE_INDEX, fit_network_view, resize_mask
+    from ..data.transforms import Normalize
 
     paths = [Path(p) for p in images]
     stems = [p.stem for p in paths]
@@ -299,10 +299,7 @@ def predict_masks(checkpoint: Checkpoint, images: Sequence[str | Path], out: str
     results = []
     for path in paths:
         with _named_image_fix():
-            image = decode_image(path, channels)
-        fitted = fit_inside_size(*image.shape[-2:], (height, width))
-        network_view = torch.zeros(channels, height, width)
-        network_view[:, :fitted[0], :fitted[1]] = resize(image, fitted)
+            network_view, fitted, image_size = fit_network_view(path, checkpoint.input_size)
         batch = normalize(network_view)[None].to(device)
         probabilities = checkpoint.task.probabilities(model(batch))
         if crf is not None:
@@ -312,7 +309,7 @@ def predict_masks(checkpoint: Checkpoint, images: Sequence[str | Path], out: str
         labels = torch.full((height, width), IGNORE_INDEX, dtype=torch.long)
         top, left = (height - predicted.shape[0]) // 2, (width - predicted.shape[1]) // 2
         labels[top:top + predicted.shape[0], left:left + predicted.shape[1]] = predicted
-        mask = resize_mask(labels[:fitted[0], :fitted[1]], tuple(image.shape[-2:])).numpy().astype(np.uint8)
+        mask = resize_mask(labels[:fitted[0], :fitted[1]], image_size).numpy().astype(np.uint8)
         mask_path, overlay_path = out / f"{path.stem}_mask.png", out / f"{path.stem}_overlay.png"
         _write_png(_palette_image(mask), mask_path)
         _write_png(_overlay_image(path, mask), overlay_path)

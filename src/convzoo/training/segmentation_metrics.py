@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.segmentation import IGNORE_INDEX
+from ..protocol import main_output
 from .losses import match_target
 
 
@@ -78,7 +79,7 @@ class SegmentationMeter:
 
     @torch.no_grad()
     def update(self, outputs: Tensor | dict[str, Tensor], targets: Tensor) -> None:
-        logits = outputs["out"] if isinstance(outputs, dict) else outputs
+        logits = main_output(outputs)
         logits = logits.detach().float().cpu()
         targets = match_target(logits, targets.detach().cpu())
         self.loss_sum += F.cross_entropy(logits, targets, ignore_index=self.ignore_index, reduction="sum").double()

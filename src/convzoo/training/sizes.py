@@ -47,7 +47,8 @@ def check_memory(config, card: ModelCard, input_size: tuple[int, int, int], fact
         batch_size=config.batch_size, num_classes=facts.num_classes,
         optimizer_states=optimizer_states(config.opt, config.momentum), segmentation=task == "segmentation",
         speed_trial=not config.deterministic and (config.amp is None or config.channels_last is None),
-        resume=resume, data_bytes=facts.memory_bytes, weight_copies=int(config.model_ema is not None))
+        resume=resume, data_bytes=facts.memory_bytes, weight_copies=int(config.model_ema is not None),
+        amp=config.amp is not False)
     return training_guard(plan, min_size=card.min_input_size).check(force=config.force)
 
 

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from ..data.segmentation import SEGMENTATION_KINDS, is_segmentation_source
 from ..errors import DataError
+from ..protocol import main_output
 from .error_analysis import classification_errors, segmentation_errors
 from .losses import CEDiceLoss
 from .metrics import ClassificationMeter
@@ -101,8 +102,8 @@ class Classification:
 @dataclass
 class Segmentation:
     """A class at every pixel: pixel-wise cross-entropy plus soft Dice (the course's sum, losses.py), judged by
-    the mean IoU over the split (segmentation_metrics.py). A network with an auxiliary head (PSPNet,
-    torchvision's FCN/DeepLabv3 with aux_loss) returns {"out", "aux"} in training: its loss is
+    the mean IoU over the split (segmentation_metrics.py). A segmentation network returns {"out"}, with "aux"
+    where it has an auxiliary head (PSPNet, torchvision's FCN/DeepLabv3 with aux_loss): its loss is
     loss(out) + aux_weight * loss(aux), and only "out" is scored. A prediction smaller than its mask (U-Net
     with valid convolutions) is scored against the mask's centre, as the losses and the meter crop it."""
 
@@ -119,15 +120,16 @@ class Segmentation:
         self._criterion = CEDiceLoss()
 
     def loss(self, outputs: Tensor | dict[str, Tensor], targets: Tensor) -> Tensor:
-        if isinstance(outputs, dict):
-            return self._criterion(outputs["out"], targets) + self.aux_weight * self._criterion(outputs["aux"], targets)
-        return self._criterion(outputs, targets)
+        loss = self._criterion(main_output(outputs), targets)
+        if isinstance(outputs, dict) and "aux" in outputs:
+            loss = loss + self.aux_weight * self._criterion(outputs["aux"], targets)
+        return loss
 
     def meter(self) -> SegmentationMeter:
         return SegmentationMeter(len(self.classes))
 
     def probabilities(self, outputs: Tensor | dict[str, Tensor]) -> Tensor:
-        logits = outputs["out"] if isinstance(outputs, dict) else outputs
+        logits = main_output(outputs)
         return logits.float().softmax(dim=1)
 
     def running_score(self, meter: SegmentationMeter) -> str:

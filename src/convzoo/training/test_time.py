@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputSizeError
+from ..protocol import main_output
 
 DEEPLAB_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
@@ -74,8 +75,7 @@ def make_protocol(preset: str | None = None, scales: tuple[float, ...] | None = 
 
 
 def _probabilities(model: nn.Module, images: Tensor) -> Tensor:
-    outputs = model(images)
-    logits = outputs["out"] if isinstance(outputs, dict) else outputs
+    logits = main_output(model(images))
     if logits.shape[-2:] != images.shape[-2:]:
         raise InputSizeError(f"multi-scale, flip and sliding-window testing need a network whose output covers its "
                              f"input; this one maps {tuple(images.shape[-2:])} to {tuple(logits.shape[-2:])} "

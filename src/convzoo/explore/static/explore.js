@@ -250,6 +250,19 @@ function complexityChart(rows, metric) {
   const colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"];
   const families = [...new Set(points.map((p) => p.r.family))];
   points.sort((a, b) => b.r.params - a.r.params);  // the largest first, so small bubbles stay clickable
+  const placed = [];  // label boxes: a label that would cover another is left out (hover or Tab shows it)
+  function labelAt(cx, cy, radius, text) {
+    const w = text.length * 8.2, h = 15;
+    for (const [dx, dy, anchor] of [[0, -radius - 4, "middle"], [0, radius + 15, "middle"], [radius + 4, 5, "start"], [-radius - 4, 5, "end"]]) {
+      const x = anchor === "middle" ? cx + dx - w / 2 : anchor === "start" ? cx + dx : cx + dx - w;
+      const box = { x, y: cy + dy - h + 3, w, h };
+      if (box.x < L || box.x + w > W - R || box.y < 0) continue;
+      if (placed.some((o) => box.x < o.x + o.w && o.x < box.x + box.w && box.y < o.y + o.h && o.y < box.y + box.h)) continue;
+      placed.push(box);
+      return svgEl("text", { x: cx + dx, y: cy + dy, "text-anchor": anchor, "font-size": "13", text });
+    }
+    return null;
+  }
   for (const { r, y } of points) {
     const radius = 4 + 36 * Math.sqrt(r.params / largest);
     const lines = [r.name, `${r.family}, ${r.year}`, `${fmtInt(r.params)} parameters`, `${fmtSI(r.macs)} MACs at ${r.input_size.join("x")}`,
@@ -259,9 +272,13 @@ function complexityChart(rows, metric) {
       onmouseenter: (e) => showTip(e, lines), onmousemove: (e) => showTip(e, lines), onmouseleave: hideTip,
       onfocus: (e) => showTip(e, lines), onblur: hideTip, onclick: open,
       onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } } },
-    svgEl("circle", { cx: sx(Math.log10(r.macs)), cy: sy(y), r: radius, fill: colours[families.indexOf(r.family) % colours.length] }),
-    svgEl("text", { x: sx(Math.log10(r.macs)), y: sy(y) - radius - 4, "text-anchor": "middle", "font-size": "13", text: r.name }));
+    svgEl("circle", { cx: sx(Math.log10(r.macs)), cy: sy(y), r: radius, fill: colours[families.indexOf(r.family) % colours.length] }));
     svg.append(g);
+  }
+  // Labels after every bubble, smallest bubbles' first (they are the hardest to find), each on top.
+  for (const { r, y } of [...points].reverse()) {
+    const label = labelAt(sx(Math.log10(r.macs)), sy(y), 4 + 36 * Math.sqrt(r.params / largest), r.name);
+    if (label) { label.setAttribute("class", "bubble-label"); label.setAttribute("pointer-events", "none"); svg.append(label); }
   }
   return svg;
 }
@@ -411,7 +428,7 @@ function netView(data, key, narrow) {
 function frameLabel(frame) {  // as the frame's caption: "layer1: BasicBlock x 2", "layer1.0: Bottleneck"
   const path = frame.getAttribute("data-path") || "", type = frame.getAttribute("data-type") || "";
   const repeat = frame.getAttribute("data-repeat");
-  if (repeat) return `${path.replace(/\.\d+$/, "")}: ${type} x ${repeat}`;
+  if (repeat && +repeat > 1) return `${path.replace(/\.\d+$/, "")}: ${type} x ${repeat}`;
   return path + (type ? ": " + type : "");
 }
 
@@ -640,7 +657,9 @@ function explainSection(run) {
   const grid = el("div", { id: "explain-pictures" });
   function render() {
     const chosen = chooser.value;
-    grid.replaceChildren(...gallery.methods.map((m) => {
+    const index = +String(chosen).replace("test", "");
+    const seen = run.thumbnails && run.thumbnails[index] ? el("div", { class: "thumbs" }, thumb(run, index)) : null;  // the image as the network saw it
+    grid.replaceChildren(...[seen].filter(Boolean), ...gallery.methods.map((m) => {
       const pictures = m.pictures.filter((p) => p.image === chosen || p.image === null);
       if (!pictures.length) return null;
       return el("section", {}, el("h3", {}, m.method), el("div", { class: "explain-grid" }, pictures.map((p) =>

@@ -15,6 +15,8 @@ from torch import Tensor, nn
 
 from ...layers.lrn import LocalResponseNorm
 from ...registry import Paper, register_model
+from ..features import SequentialBody
+from ..network import ClassifierNetwork, resolve_drop_rate
 
 ALEXNET_PAPER = Paper(
     title="ImageNet Classification with Deep Convolutional Neural Networks",
@@ -111,7 +113,28 @@ def make_features(layers: Sequence[LayerSpec], in_chans: int) -> tuple[nn.Sequen
     return nn.Sequential(*modules), chans
 
 
-class AlexNet(nn.Module):
+class FeaturesAndMLP(SequentialBody, ClassifierNetwork):
+    """What AlexNet, ZFNet, torchvision's AlexNet and VGG share: a `features` stack, an adaptive pool to a
+    grid (6x6 here, 7x7 for VGG) and a three-layer `classifier` whose last layer is the final classifier. timm's arguments: `drop_rate` is the
+    classifier's `dropout`; `global_pool` pools the 6x6 grid by "avg", "max" or "avgmax"; num_classes=0
+    returns the second FC layer's features (`num_features`)."""
+
+    classifier_path = "classifier.6"
+    pool_kinds = ("avg", "max", "avgmax")
+    pool_output_size = POOLED_SIZE
+
+    def head_modules(self) -> list[nn.Module]:
+        return list(self.classifier)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.avgpool(x).flatten(1)
+        for index, layer in enumerate(self.classifier):
+            if index < 6 or not pre_logits:  # 6: the final classifier
+                x = layer(x)
+        return x
+
+
+class AlexNet(FeaturesAndMLP):
     """The 2012-era network: `features` from layer specs, a 6x6 adaptive average pool, and a classifier of
     FC-ReLU-Dropout, FC-ReLU-Dropout, FC (the paper drops the outputs of the two hidden FC layers).
 
@@ -121,10 +144,13 @@ class AlexNet(nn.Module):
 
     def __init__(self, layers: Sequence[LayerSpec] = ALEXNET_LAYERS, num_classes: int = 1000, in_chans: int = 3,
                  hidden_units: int = HIDDEN, dropout: float = 0.5, weight_std: float = 0.01,
-                 hidden_bias_init: float = 1.0):
+                 hidden_bias_init: float = 1.0, global_pool: str = "avg", drop_rate: float | None = None):
         super().__init__()
+        dropout = resolve_drop_rate("AlexNet", drop_rate, dropout)
+        self._head_settings(num_classes, global_pool)
+        self.in_chans, self.num_features, self.drop_rate = in_chans, hidden_units, dropout
         self.features, chans = make_features(layers, in_chans)
-        self.avgpool = nn.AdaptiveAvgPool2d((POOLED_SIZE, POOLED_SIZE))
+        self.avgpool = self._pool()
         self.classifier = nn.Sequential(
             nn.Linear(chans * POOLED_SIZE * POOLED_SIZE, hidden_units),
             nn.ReLU(inplace=True),
@@ -132,7 +158,7 @@ class AlexNet(nn.Module):
             nn.Linear(hidden_units, hidden_units),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
-            nn.Linear(hidden_units, num_classes),
+            self._new_classifier(num_classes),
         )
         self._init_weights(layers, weight_std, hidden_bias_init)
 
@@ -142,27 +168,29 @@ class AlexNet(nn.Module):
         for conv, spec in zip(convs, conv_specs):
             nn.init.normal_(conv.weight, 0.0, weight_std)
             nn.init.constant_(conv.bias, spec.bias_init)
-        *hidden, output = [m for m in self.classifier if isinstance(m, nn.Linear)]
+        hidden = [m for m in self.classifier[:-1] if isinstance(m, nn.Linear)]
         for linear in hidden:
             nn.init.normal_(linear.weight, 0.0, weight_std)
             nn.init.constant_(linear.bias, hidden_bias_init)
-        nn.init.normal_(output.weight, 0.0, weight_std)
-        nn.init.zeros_(output.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(x.flatten(1))
+        output = self.classifier[-1]
+        if isinstance(output, nn.Linear):
+            nn.init.normal_(output.weight, 0.0, weight_std)
+            nn.init.zeros_(output.bias)
 
 
-class AlexNetOWT(nn.Module):
+class AlexNetOWT(FeaturesAndMLP):
     """torchvision's alexnet, key for key: 64-192-384-256-256 convs without LRN or groups, a 6x6 adaptive
     average pool, and a classifier of Dropout-FC-ReLU, Dropout-FC-ReLU, FC (dropout before the hidden FC
     layers, unlike the 2012 paper). PyTorch's default initialisation, as torchvision."""
 
-    def __init__(self, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5):
+    def __init__(self, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5, global_pool: str = "avg",
+                 drop_rate: float | None = None):
         super().__init__()
+        dropout = resolve_drop_rate("AlexNetOWT", drop_rate, dropout)
+        self._head_settings(num_classes, global_pool)
+        self.in_chans, self.num_features, self.drop_rate = in_chans, HIDDEN, dropout
         self.features, chans = make_features(OWT_LAYERS, in_chans)
-        self.avgpool = nn.AdaptiveAvgPool2d((POOLED_SIZE, POOLED_SIZE))
+        self.avgpool = self._pool()
         self.classifier = nn.Sequential(
             nn.Dropout(dropout),
             nn.Linear(chans * POOLED_SIZE * POOLED_SIZE, HIDDEN),
@@ -170,12 +198,8 @@ class AlexNetOWT(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(HIDDEN, HIDDEN),
             nn.ReLU(inplace=True),
-            nn.Linear(HIDDEN, num_classes),
+            self._new_classifier(num_classes),
         )
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(x.flatten(1))
 
 
 @register_model(

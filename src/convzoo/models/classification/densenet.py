@@ -18,6 +18,8 @@ from torch import Tensor, nn
 from ...layers.conv import conv3x3
 from ...layers.dense import DenseBlock, Transition
 from ...registry import Paper, register_model
+from ..features import SequentialBody
+from ..network import ClassifierNetwork
 
 PAPER = Paper(
     title="Densely Connected Convolutional Networks",
@@ -34,21 +36,27 @@ STEMS = ("imagenet", "cifar")
 _LEGACY_DENSE_LAYER_KEY = re.compile(r"(denselayer\d+\.(?:norm|conv))\.([12])\.")
 
 
-class DenseNet(nn.Module):
+class DenseNet(SequentialBody, ClassifierNetwork):
     """DenseNet-BC: a stem, dense blocks of `block_config[i]` layers joined by compressing transitions,
     then BN-ReLU, global average pooling and one linear classifier.
 
     stem="imagenet": 7x7/2 conv of `num_init_features`, BN, ReLU, 3x3/2 max pool (torchvision's layout).
     stem="cifar": a single 3x3 conv of `num_init_features` (2k in the paper), no pooling.
     Each transition keeps floor(compression * channels) channels (theta = 0.5 in DenseNet-BC).
-    `drop_rate` drops each dense layer's new maps (torchvision's placement); `memory_efficient` checkpoints
-    each layer's concatenation and bottleneck."""
+    `drop_rate` drops each dense layer's new maps (torchvision's placement and meaning, not timm's dropout
+    before the classifier); `memory_efficient` checkpoints each layer's concatenation and bottleneck.
+    timm's global_pool applies."""
+
+    classifier_path = "classifier"
+    body_final_relu = True
 
     def __init__(self, growth_rate: int = 32, block_config: Sequence[int] = (6, 12, 24, 16),
                  num_init_features: int = 64, bn_size: int = 4, compression: float = 0.5,
                  drop_rate: float = 0.0, num_classes: int = 1000, in_chans: int = 3,
-                 memory_efficient: bool = False, stem: str = "imagenet"):
+                 memory_efficient: bool = False, stem: str = "imagenet", global_pool: str = "avg"):
         super().__init__()
+        self._head_settings(num_classes, global_pool)  # no dropout before the classifier: drop_rate is per layer
+        self.in_chans = in_chans
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
         if not 0 < compression <= 1:
@@ -77,7 +85,9 @@ class DenseNet(nn.Module):
                 chans = transition.out_chans
         # torchvision calls the last norm norm5 whatever the number of blocks; so do we, to load its keys.
         self.features.add_module("norm5", nn.BatchNorm2d(chans))
-        self.classifier = nn.Linear(chans, num_classes)
+        self.num_features = chans
+        self.avgpool = self._pool()
+        self.classifier = self._new_classifier(num_classes)
 
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -88,11 +98,14 @@ class DenseNet(nn.Module):
             elif isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward_features(self, x: Tensor) -> Tensor:
         # The last norm sits in `features`, its ReLU does not (torchvision's layout).
-        x = F.relu(self.features(x), inplace=True)
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return self.classifier(x)
+        return F.relu(self.features(x), inplace=True)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.avgpool(x)
+        x = x.flatten(1) if self.global_pool != "" else x
+        return x if pre_logits else self.classifier(x)
 
     def remap_state_dict(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """A copy of `state_dict` with legacy dense-layer keys (`...denselayer3.norm.1.weight`) renamed to

@@ -16,15 +16,19 @@ no card counts their parameters.
 """
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from typing import Mapping, NamedTuple, Optional, Tuple
 
 import torch
+import torch.fx
 from torch import Tensor, nn
 
 from ...errors import InputSizeError
 from ...layers.inception import BasicConv2d, ConvFactory, ConvReLU, Inception
 from ...layers.lrn import LocalResponseNorm
+from ...protocol import Stage
 from ...registry import Paper, register_model
+from ..features import stages_by_reduction
+from ..network import ClassifierNetwork, resolve_drop_rate
 
 PAPER = Paper(
     title="Going Deeper with Convolutions",
@@ -82,7 +86,65 @@ class InceptionAux(nn.Module):
         return self.fc2(self.dropout(self.relu(self.fc1(x))))
 
 
-class GoogLeNet(nn.Module):
+def check_paper_input(x: Tensor) -> None:
+    """googlenet as published takes inputs of PAPER_INPUT_RANGE only (its fixed 7x7 pool and 1024-input fc)."""
+    if max(x.shape[-2:]) > PAPER_INPUT_RANGE[1]:
+        raise InputSizeError(
+            f"googlenet as published ends in a fixed 7x7 average pool and a 1024-input linear layer, so it "
+            f"takes inputs of {PAPER_INPUT_RANGE[0]} to {PAPER_INPUT_RANGE[1]} pixels; got "
+            f"{x.shape[-2]}x{x.shape[-1]}. Resize the images, or use googlenet_bn, which pools globally."
+        )
+
+
+torch.fx.wrap("check_paper_input")  # a leaf for torch.fx: it reads the input's size
+
+_STEPS = ("conv1", "maxpool1", "lrn1", "conv2", "conv3", "lrn2", "maxpool2", "inception3a", "inception3b",
+          "maxpool3", "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
+          "inception5a", "inception5b")
+
+
+class _GoogLeNetBase(ClassifierNetwork):
+    """What both layouts share: the Inception stages from 3a on, the auxiliary classifiers (run in training
+    only) and the head (pool, `dropout`, `fc`; timm's drop_rate is `dropout`'s rate)."""
+
+    def feature_stages(self) -> list[Stage]:
+        steps = [name for name in _STEPS if getattr(self, name, None) is not None]
+        return stages_by_reduction(self, steps, self.in_chans)
+
+    def _stem(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _body(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+        x = self._stem(x)
+        x = self.maxpool3(self.inception3b(self.inception3a(x)))
+        x = self.inception4a(x)
+        aux1 = self.aux1(x) if self.aux1 is not None and self.training else None
+        x = self.inception4d(self.inception4c(self.inception4b(x)))
+        aux2 = self.aux2(x) if self.aux2 is not None and self.training else None
+        x = self.maxpool4(self.inception4e(x))
+        x = self.inception5b(self.inception5a(x))
+        return x, aux1, aux2
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self._body(x)[0]
+
+    def head_modules(self) -> list[nn.Module]:
+        return [self.dropout, self.fc]
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.avgpool(x)
+        x = self.dropout(x.flatten(1) if self.global_pool != "" else x)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
+        x, aux1, aux2 = self._body(x)
+        logits = self.forward_head(x)
+        if aux1 is not None and aux2 is not None:
+            return GoogLeNetOutputs(logits, aux2, aux1)
+        return logits
+
+
+class GoogLeNet(_GoogLeNetBase):
     """GoogLeNet as published (Table 1, Figure 3), with the layer names of torchvision's GoogLeNet.
 
     Local response normalization uses the reference Caffe model's settings (the paper gives none): window
@@ -90,11 +152,17 @@ class GoogLeNet(nn.Module):
     Max pools round up (Caffe's convention, torchvision's too), which gives Table 1's sizes at 224x224.
     The fixed 7x7 average pool and the 1024-input linear layer take inputs of 223 to 254 pixels only.
     Weights are initialised as the Caffe reference model does: uniform with variance 1/fan_in ("xavier"
-    there), biases 0.2, the classifiers' biases 0."""
+    there), biases 0.2, the classifiers' biases 0. global_pool is "avg" (that fixed pool) or "" (none, with
+    num_classes=0)."""
+
+    pool_kinds = ("avg", "")
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, aux_logits: bool = False,
-                 dropout: float = 0.4):
+                 dropout: float = 0.4, global_pool: str = "avg", drop_rate: float | None = None):
         super().__init__()
+        dropout = resolve_drop_rate("GoogLeNet", drop_rate, dropout)
+        self._head_settings(num_classes, global_pool)
+        self.in_chans, self.num_features, self.drop_rate = in_chans, 1024, dropout
         self.conv1 = ConvReLU(in_chans, 64, 7, stride=2, padding=3)
         self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         self.lrn1 = LocalResponseNorm(size=5, alpha=2e-5, beta=0.75, k=1.0)
@@ -118,10 +186,13 @@ class GoogLeNet(nn.Module):
         self.aux1 = InceptionAux(512, num_classes, nn.AvgPool2d(5, stride=3), ConvReLU) if aux_logits else None
         self.aux2 = InceptionAux(528, num_classes, nn.AvgPool2d(5, stride=3), ConvReLU) if aux_logits else None
 
-        self.avgpool = nn.AvgPool2d(7, stride=1)
+        self.avgpool = self._pool()
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(1024, num_classes)
+        self.fc = self._new_classifier(num_classes)
         self._init_weights()
+
+    def _pool(self) -> nn.Module:
+        return nn.AvgPool2d(7, stride=1) if self.global_pool else nn.Identity()
 
     def _init_weights(self) -> None:
         classifiers = {self.fc} | {aux.fc2 for aux in (self.aux1, self.aux2) if aux is not None}
@@ -130,42 +201,27 @@ class GoogLeNet(nn.Module):
                 nn.init.kaiming_uniform_(module.weight, nonlinearity="linear")
                 nn.init.constant_(module.bias, 0.0 if module in classifiers else 0.2)
 
-    def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
-        if max(x.shape[-2:]) > PAPER_INPUT_RANGE[1]:
-            raise InputSizeError(
-                f"googlenet as published ends in a fixed 7x7 average pool and a 1024-input linear layer, so it "
-                f"takes inputs of {PAPER_INPUT_RANGE[0]} to {PAPER_INPUT_RANGE[1]} pixels; got "
-                f"{x.shape[-2]}x{x.shape[-1]}. Resize the images, or use googlenet_bn, which pools globally."
-            )
-        x = self.maxpool1(self.conv1(x))
-        x = self.lrn1(x)
-        x = self.lrn2(self.conv3(self.conv2(x)))
-        x = self.maxpool2(x)
-
-        x = self.maxpool3(self.inception3b(self.inception3a(x)))
-        x = self.inception4a(x)
-        aux1 = self.aux1(x) if self.aux1 is not None and self.training else None
-        x = self.inception4d(self.inception4c(self.inception4b(x)))
-        aux2 = self.aux2(x) if self.aux2 is not None and self.training else None
-        x = self.maxpool4(self.inception4e(x))
-        x = self.inception5b(self.inception5a(x))
-
-        logits = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
-        if aux1 is not None and aux2 is not None:
-            return GoogLeNetOutputs(logits, aux2, aux1)
-        return logits
+    def _stem(self, x: Tensor) -> Tensor:
+        check_paper_input(x)
+        x = self.lrn1(self.maxpool1(self.conv1(x)))
+        return self.maxpool2(self.lrn2(self.conv3(self.conv2(x))))
 
 
-class GoogLeNetBN(nn.Module):
+class GoogLeNetBN(_GoogLeNetBase):
     """torchvision's GoogLeNet: the module names, shapes and forward of torchvision/models/googlenet.py.
 
     `transform_input=True` maps ImageNet-normalised input to the [-1, 1] range torchvision's pretrained
     weights (ported from TensorFlow) were trained on; it needs 3 input channels. Weights are initialised as
-    torchvision does: truncated normal with std 0.01 for convolutions and linear layers, batch norm 1 and 0."""
+    torchvision does: truncated normal with std 0.01 for convolutions and linear layers, batch norm 1 and 0.
+    timm's global_pool and drop_rate (the rate of `dropout`) apply."""
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, aux_logits: bool = False,
-                 transform_input: bool = False, dropout: float = 0.2):
+                 transform_input: bool = False, dropout: float = 0.2, global_pool: str = "avg",
+                 drop_rate: float | None = None):
         super().__init__()
+        dropout = resolve_drop_rate("GoogLeNetBN", drop_rate, dropout)
+        self._head_settings(num_classes, global_pool)
+        self.in_chans, self.num_features, self.drop_rate = in_chans, 1024, dropout
         if transform_input and in_chans != 3:
             raise ValueError(f"transform_input re-normalises RGB input and needs in_chans=3, got {in_chans}")
         self.transform_input = transform_input
@@ -193,9 +249,9 @@ class GoogLeNetBN(nn.Module):
         self.aux1 = InceptionAux(512, num_classes, nn.AdaptiveAvgPool2d(4), BasicConv2d) if aux_logits else None
         self.aux2 = InceptionAux(528, num_classes, nn.AdaptiveAvgPool2d(4), BasicConv2d) if aux_logits else None
 
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.avgpool = self._pool()
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(1024, num_classes)
+        self.fc = self._new_classifier(num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -219,24 +275,18 @@ class GoogLeNetBN(nn.Module):
         std = torch.tensor([0.229, 0.224, 0.225], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return (x * std + mean - 0.5) / 0.5
 
-    def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
+    def feature_stages(self) -> list[Stage]:
+        if self.transform_input:
+            raise ValueError("googlenet_bn with transform_input=True re-normalises input for torchvision's "
+                             "classifier weights; build the encoder with transform_input=False and normalise "
+                             "the images to [-1, 1] yourself.")
+        return super().feature_stages()
+
+    def _stem(self, x: Tensor) -> Tensor:
         if self.transform_input:
             x = self._transform(x)
         x = self.maxpool1(self.conv1(x))
-        x = self.maxpool2(self.conv3(self.conv2(x)))
-
-        x = self.maxpool3(self.inception3b(self.inception3a(x)))
-        x = self.inception4a(x)
-        aux1 = self.aux1(x) if self.aux1 is not None and self.training else None
-        x = self.inception4d(self.inception4c(self.inception4b(x)))
-        aux2 = self.aux2(x) if self.aux2 is not None and self.training else None
-        x = self.maxpool4(self.inception4e(x))
-        x = self.inception5b(self.inception5a(x))
-
-        logits = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
-        if aux1 is not None and aux2 is not None:
-            return GoogLeNetOutputs(logits, aux2, aux1)
-        return logits
+        return self.maxpool2(self.conv3(self.conv2(x)))
 
 
 @register_model(

@@ -16,11 +16,14 @@ import re
 from typing import Mapping, Sequence
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import InputSizeError
+from ...protocol import Stage
 from ...registry import Paper, register_model
+from ..network import ClassifierNetwork
 
 PAPER = Paper(
     title="Gradient-Based Learning Applied to Document Recognition",
@@ -161,21 +164,44 @@ class EuclideanRBF(nn.Module):
         return f"in_features={in_features}, num_classes={num_classes}"
 
 
-class LeNet5(nn.Module):
+def check_c5_is_one_pixel(x: Tensor) -> None:
+    if x.shape[-2:] != (1, 1):
+        # The guard catches inputs below 32x32; above 35x35 C5's maps grow past 1x1 and F6 cannot take them.
+        raise InputSizeError(
+            f"LeNet-5 takes 32x32 to 35x35 images (C5 must be 1x1); C5 came out {x.shape[-2]}x{x.shape[-1]}. "
+            f"Resize the images to 32x32."
+        )
+
+
+torch.fx.wrap("check_c5_is_one_pixel")  # a leaf for torch.fx: it reads the map's size
+
+
+class LeNet5(ClassifierNetwork):
     """LeNet-5. Layer names are the paper's: c1, s2, c3, s4, c5, f6, then the RBF output `rbf`.
 
     Initialisation as Appendix A: each trainable parameter of a unit uniform in (-2.4/F, 2.4/F), F the unit's
-    fan-in (the paper does not single out the biases, so they are drawn the same way)."""
+    fan-in (the paper does not single out the biases, so they are drawn the same way).
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 1):
+    In timm's terms: the body (forward_features) runs C1 to C5, the head F6 and the RBF output; there is no
+    pooling to choose (C5 is 1x1), num_classes=0 returns F6's 84 states (`num_features`), drop_rate drops
+    them before the RBF output. The stages are C1, S2-C3 and S4-C5, at reductions 1, 2 and 4 (the unpadded
+    convolutions shrink the maps further)."""
+
+    classifier_path = "rbf"
+    pool_path = None
+    pool_kinds = ("avg",)
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, global_pool: str = "avg", drop_rate: float = 0.0):
         super().__init__()
+        self._head_settings(num_classes, global_pool, drop_rate)
+        self.num_features = F6_UNITS
         self.c1 = nn.Conv2d(in_chans, 6, kernel_size=5)
         self.s2 = TrainableSubsampling(6)
         self.c3 = PartiallyConnectedConv2d(C3_TABLE, in_chans=6, kernel_size=5)
         self.s4 = TrainableSubsampling(16)
         self.c5 = nn.Conv2d(16, 120, kernel_size=5)
         self.f6 = nn.Linear(120, F6_UNITS)
-        self.rbf = EuclideanRBF(F6_UNITS, num_classes)
+        self.rbf = self._new_classifier(num_classes)
         self.squash = ScaledTanh()
         self._init_weights()
 
@@ -218,17 +244,24 @@ class LeNet5(nn.Module):
             remapped[f"{prefix}c3.{name}"] = torch.cat(parts)
         return remapped
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _new_classifier(self, num_classes: int) -> nn.Module:
+        return EuclideanRBF(F6_UNITS, num_classes) if num_classes > 0 else nn.Identity()
+
+    def feature_stages(self) -> list[Stage]:
+        return [Stage(("c1", "squash"), 6, 1), Stage(("s2", "squash", "c3", "squash"), 16, 2),
+                Stage(("s4", "squash", "c5", "squash"), 120, 4)]
+
+    def forward_features(self, x: Tensor) -> Tensor:
         for layer in (self.c1, self.s2, self.c3, self.s4, self.c5):
             x = self.squash(layer(x))
-        if x.shape[-2:] != (1, 1):
-            # The guard catches inputs below 32x32; above 35x35 C5's maps grow past 1x1 and F6 cannot take them.
-            raise InputSizeError(
-                f"LeNet-5 takes 32x32 to 35x35 images (C5 must be 1x1); C5 came out {x.shape[-2]}x{x.shape[-1]}. "
-                f"Resize the images to 32x32."
-            )
+        return x
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        check_c5_is_one_pixel(x)
         x = self.squash(self.f6(x.flatten(1)))
-        return self.rbf(x)
+        if self.drop_rate > 0.0:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
+        return x if pre_logits else self.rbf(x)
 
 
 @register_model(

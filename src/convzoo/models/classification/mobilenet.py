@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...layers.conv import ConvBnAct, DepthwiseSeparableConv
 from ...layers.init import init_he_fan_out_
 from ...layers.inverted_residual import InvertedResidual
 from ...registry import Paper, register_model
+from ..features import SequentialBody
+from ..network import ClassifierNetwork, resolve_drop_rate
 
 MOBILENET_V1_PAPER = Paper(
     title="MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications",
@@ -60,16 +63,22 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return rounded
 
 
-class MobileNetV1(nn.Module):
+class MobileNetV1(SequentialBody, ClassifierNetwork):
     """MobileNet v1: a 3x3 stem conv, 13 depthwise separable layers, global average pool, one FC layer.
 
     `alpha` is the paper's width multiplier: every layer gets int(alpha * channels) channels, at least 8
     (the authors' TF-slim rule). The resolution multiplier is simply the input size: the global pool takes any.
+    timm's global_pool and drop_rate (dropout before the classifier) apply.
     """
 
+    classifier_path = "classifier"
+
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, alpha: float = 1.0,
-                 layers: Sequence[tuple[int, int]] = MOBILENET_V1_LAYERS):
+                 layers: Sequence[tuple[int, int]] = MOBILENET_V1_LAYERS, global_pool: str = "avg",
+                 drop_rate: float = 0.0):
         super().__init__()
+        self._head_settings(num_classes, global_pool, drop_rate)
+        self.in_chans = in_chans
         if alpha <= 0:
             raise ValueError(f"MobileNetV1 width multiplier alpha must be positive, got {alpha}")
 
@@ -82,26 +91,37 @@ class MobileNetV1(nn.Module):
             blocks.append(DepthwiseSeparableConv(chans, scaled(out_chans), stride=stride))
             chans = scaled(out_chans)
         self.features = nn.Sequential(*blocks)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(chans, num_classes)
+        self.num_features = chans
+        self.avgpool = self._pool()
+        self.classifier = self._new_classifier(num_classes)
         init_he_fan_out_(self)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(x.flatten(1))
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.avgpool(x)
+        x = x.flatten(1) if self.global_pool != "" else x
+        if self.drop_rate > 0.0:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
+        return x if pre_logits else self.classifier(x)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(SequentialBody, ClassifierNetwork):
     """MobileNetV2 in torchvision's layout: `features` = [ConvBnAct stem, 17 InvertedResidual blocks,
     1x1 ConvBnAct to 1280], global average pool, `classifier` = [Dropout(0.2), Linear].
 
     `width_mult` scales every layer's channels, rounded with `make_divisible(.., round_nearest)`; the last
-    conv is never narrowed below 1280. ReLU6 everywhere except after the projections (linear bottlenecks)."""
+    conv is never narrowed below 1280. ReLU6 everywhere except after the projections (linear bottlenecks).
+    timm's drop_rate is the classifier's `dropout`; global_pool applies."""
+
+    classifier_path = "classifier.1"
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, width_mult: float = 1.0,
                  round_nearest: int = 8, dropout: float = 0.2,
-                 setting: Sequence[tuple[int, int, int, int]] = MOBILENET_V2_SETTING):
+                 setting: Sequence[tuple[int, int, int, int]] = MOBILENET_V2_SETTING, global_pool: str = "avg",
+                 drop_rate: float | None = None):
         super().__init__()
+        dropout = resolve_drop_rate("MobileNetV2", drop_rate, dropout)
+        self._head_settings(num_classes, global_pool)
+        self.in_chans = in_chans
         if width_mult <= 0:
             raise ValueError(f"MobileNetV2 width_mult must be positive, got {width_mult}")
         chans = make_divisible(MOBILENET_V2_STEM * width_mult, round_nearest)
@@ -115,13 +135,18 @@ class MobileNetV2(nn.Module):
                 chans = out_chans
         blocks.append(ConvBnAct(chans, last_chans, 1, act=nn.ReLU6))
         self.features = nn.Sequential(*blocks)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last_chans, num_classes))
+        self.num_features = last_chans
+        self.avgpool = self._pool()
+        self.classifier = nn.Sequential(nn.Dropout(dropout), self._new_classifier(num_classes))
         init_he_fan_out_(self)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(x.flatten(1))
+    def head_modules(self) -> list[nn.Module]:
+        return list(self.classifier)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.avgpool(x)
+        x = self.classifier[0](x.flatten(1) if self.global_pool != "" else x)
+        return x if pre_logits else self.classifier[1](x)
 
 
 @register_model(

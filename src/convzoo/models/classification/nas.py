@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -33,7 +34,9 @@ from ...errors import InputSizeError, SpecError, SpecFileNotFoundError
 from ...io import atomic_write_text
 from ...layers.conv import ConvBnAct
 from ...layers.init import init_he_fan_out_
+from ...protocol import Stage
 from ...registry import Paper, register_model
+from ..network import ClassifierNetwork
 
 PAPER = Paper(
     title="Neural Architecture Search with Reinforcement Learning",
@@ -327,50 +330,85 @@ def concat_padded(tensors: Sequence[Tensor]) -> Tensor:
     return torch.cat(padded, dim=1)
 
 
-class NASNetwork(nn.Module):
-    """The network a spec describes. `layers[i]` is conv + BN + ReLU (ConvBnAct); `fc` the classifier."""
+torch.fx.wrap("concat_padded")  # a leaf for torch.fx: it reads the maps' sizes
 
-    def __init__(self, spec: str | os.PathLike | dict, num_classes: int = 10, in_chans: int | None = None):
+
+def check_filters_fit(x: Tensor, spec: dict, min_input_size: tuple[int, int]) -> None:
+    """Refuse an image on which some layer's filter would see only padding, naming the layer."""
+    # The convolutions would run on any size; refusing here keeps a filter from seeing only padding.
+    height, width = int(x.shape[-2]), int(x.shape[-1])
+    if height >= min_input_size[0] and width >= min_input_size[1]:
+        return
+    index, key, size, side = _filter_misfit(spec["layers"], height, width)
+    raise InputSizeError(
+        f"layers[{index}].{key} = {size} needs an input {key[7:]} of at least {(size + 1) // 2}, but a "
+        f"{height}x{width} image gives this layer {side}; this network takes images of at least "
+        f"{min_input_size[0]}x{min_input_size[1]}")
+
+
+torch.fx.wrap("check_filters_fit")
+
+
+class NASCell(nn.ModuleList):
+    """The layers of a spec and their wiring: forward runs them in order, each on the zero-padded concatenation
+    of its inputs (the image for none), and returns the concatenation of the head's inputs. A ModuleList, so
+    the keys stay `layers.{i}.*`."""
+
+    def __init__(self, layers: Sequence[nn.Module], inputs: Sequence[tuple[int, ...]], head_inputs: tuple[int, ...]):
+        super().__init__(layers)
+        self.inputs = [tuple(i) for i in inputs]
+        self.head_inputs = tuple(head_inputs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        outputs: list[Tensor] = []
+        for layer, inputs in zip(self, self.inputs):
+            outputs.append(layer(concat_padded([outputs[j] for j in inputs]) if inputs else x))
+        return concat_padded([outputs[j] for j in self.head_inputs])
+
+
+class NASNetwork(ClassifierNetwork):
+    """The network a spec describes. `layers[i]` is conv + BN + ReLU (ConvBnAct); `fc` the classifier.
+    timm's global_pool and drop_rate (dropout before fc) apply. Its body is one stage (a graph, not a chain
+    of modules): the head's inputs, concatenated, at the reduction of the largest of them."""
+
+    def __init__(self, spec: str | os.PathLike | dict, num_classes: int = 10, in_chans: int | None = None,
+                 global_pool: str = "avg", drop_rate: float = 0.0):
         super().__init__()
+        self._head_settings(num_classes, global_pool, drop_rate)
         self.spec = load_spec(spec)
         spec_layers = self.spec["layers"]
         in_chans = self.spec["input_size"][0] if in_chans is None else in_chans
         self.inputs = [tuple(layer["inputs"]) for layer in spec_layers]
         self.head_inputs = tuple(spec_head_inputs(self.spec))
-        self.layers = nn.ModuleList()
+        layers = []
         for layer, inputs in zip(spec_layers, self.inputs):
             chans = sum(spec_layers[j]["num_filters"] for j in inputs) if inputs else in_chans
             fh, fw = layer["filter_height"], layer["filter_width"]
-            self.layers.append(ConvBnAct(chans, layer["num_filters"], (fh, fw), stride=layer["stride"],
-                                         padding=(fh // 2, fw // 2)))
+            layers.append(ConvBnAct(chans, layer["num_filters"], (fh, fw), stride=layer["stride"],
+                                    padding=(fh // 2, fw // 2)))
+        self.layers = NASCell(layers, self.inputs, self.head_inputs)
         # The weights that read the image (several layers may): load_weights adapts each to other input channels.
         self.image_input_weights = tuple(f"layers.{i}.0.weight" for i, inputs in enumerate(self.inputs)
                                          if not inputs)
-        self.fc = nn.Linear(sum(spec_layers[j]["num_filters"] for j in self.head_inputs), num_classes)
+        self.num_features = sum(spec_layers[j]["num_filters"] for j in self.head_inputs)
+        self.avgpool = self._pool()
+        self.fc = self._new_classifier(num_classes)
         self.min_input_size = spec_min_input_size(self.spec)
         # create_model records these in model_args in place of a spec path, so a checkpoint rebuilds the network
         # without the file.
         self.resolved_args = {"spec": copy.deepcopy(self.spec)}
         init_he_fan_out_(self, linear_std=None)
 
-    def forward(self, x: Tensor) -> Tensor:
-        self._check_fits(x)
-        outputs: list[Tensor] = []
-        for layer, inputs in zip(self.layers, self.inputs):
-            outputs.append(layer(concat_padded([outputs[j] for j in inputs]) if inputs else x))
-        features = concat_padded([outputs[j] for j in self.head_inputs])
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(features, 1), 1))
+    def feature_stages(self) -> list[Stage]:
+        # A layer's input is at the smallest reduction among its inputs (the others are padded up to it).
+        reductions: list[int] = []
+        for layer, inputs in zip(self.spec["layers"], self.inputs):
+            reductions.append(min((reductions[j] for j in inputs), default=1) * layer["stride"])
+        return [Stage(("layers",), self.num_features, min(reductions[j] for j in self.head_inputs))]
 
-    def _check_fits(self, x: Tensor) -> None:
-        # The convolutions would run on any size; refusing here keeps a filter from seeing only padding.
-        height, width = int(x.shape[-2]), int(x.shape[-1])
-        if height >= self.min_input_size[0] and width >= self.min_input_size[1]:
-            return
-        index, key, size, side = _filter_misfit(self.spec["layers"], height, width)
-        raise InputSizeError(
-            f"layers[{index}].{key} = {size} needs an input {key[7:]} of at least {(size + 1) // 2}, but a "
-            f"{height}x{width} image gives this layer {side}; this network takes images of at least "
-            f"{self.min_input_size[0]}x{self.min_input_size[1]}")
+    def forward_features(self, x: Tensor) -> Tensor:
+        check_filters_fit(x, self.spec, self.min_input_size)
+        return self.layers(x)
 
 
 def _spec_input_size(model_args: dict) -> tuple[int, int, int]:

@@ -13,6 +13,8 @@ Every builder accepts, besides num_classes and in_chans:
   stride_in_1x1       bottleneck nets: stride the first 1x1 (the paper) instead of the 3x3 (torchvision)
   replace_stride_with_dilation  three booleans for layer2..4: keep the resolution, dilate instead
   attn_layer          attn_layer(channels) adds a module (e.g. squeeze-excitation) on every residual branch
+and timm's global_pool ("avg", "max", "avgmax", "" with num_classes=0), drop_rate (dropout before fc) and
+drop_path_rate (timm's name for drop_path).
 """
 from __future__ import annotations
 
@@ -25,7 +27,9 @@ from ...layers.drop_path import DropPath, drop_path_schedule
 from ...layers.init import init_he_fan_out_
 from ...layers.residual import (AttnLayer, BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck,
                                 ResidualBlock)
+from ...protocol import Stage
 from ...registry import Paper, register_model
+from ..network import ClassifierNetwork, resolve_drop_path
 
 RESNET_PAPER = Paper(
     title="Deep Residual Learning for Image Recognition",
@@ -63,7 +67,7 @@ def init_resnet_weights(model: nn.Module, zero_init_residual: bool = False) -> N
                 module.zero_init_last()
 
 
-class ResNet(nn.Module):
+class ResNet(ClassifierNetwork):
     """The ImageNet ResNet skeleton with any residual block.
 
     With a pre-activation block (He et al. 2016) three things change, as in the paper's code (fb.resnet.torch
@@ -74,8 +78,11 @@ class ResNet(nn.Module):
                  in_chans: int = 3, *, groups: int = 1, width_per_group: int = 64, stride_in_1x1: bool = False,
                  replace_stride_with_dilation: Sequence[bool] = (False, False, False),
                  zero_init_residual: bool = False, attn_layer: AttnLayer | None = None,
-                 drop_path: float = 0.0, drop_path_mode: str = "batch"):
+                 drop_path: float = 0.0, drop_path_mode: str = "batch", global_pool: str = "avg",
+                 drop_rate: float = 0.0, drop_path_rate: float | None = None):
         super().__init__()
+        drop_path = resolve_drop_path("ResNet", drop_path_rate, drop_path)
+        self._head_settings(num_classes, global_pool, drop_rate)
         if len(layers) != 4 or len(replace_stride_with_dilation) != 3:
             raise ValueError("ResNet takes four block counts and three replace_stride_with_dilation flags, got "
                              f"{list(layers)} and {list(replace_stride_with_dilation)}")
@@ -94,6 +101,7 @@ class ResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         drop_paths = drop_path_schedule(drop_path, sum(layers), drop_path_mode)
         stages = []
+        self.stage_reductions = [2, 4]  # the stem's relu, layer1 (after the max pool)
         for stage, (planes, num_blocks) in enumerate(zip(STAGE_PLANES, layers)):
             first = sum(layers[:stage])
             stages.append(self._make_layer(
@@ -102,11 +110,14 @@ class ResNet(nn.Module):
                 drop_paths=drop_paths[first:first + num_blocks],
                 follows_stem=stage == 0,
             ))
+            if stage > 0:
+                dilated = replace_stride_with_dilation[stage - 1]
+                self.stage_reductions.append(self.stage_reductions[-1] * (1 if dilated else 2))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.num_features = self.in_planes
         self.final_bn = nn.BatchNorm2d(self.num_features) if block.pre_activation else None
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(self.num_features, num_classes)
+        self.avgpool = self._pool()
+        self.fc = self._new_classifier(num_classes)
         init_resnet_weights(self, zero_init_residual)
 
     def _make_layer(self, planes: int, num_blocks: int, stride: int, dilate: bool,
@@ -130,14 +141,22 @@ class ResNet(nn.Module):
             blocks.append(block(self.in_planes, planes, dilation=self.dilation, drop_path=drop, **self.block_args))
         return nn.Sequential(*blocks)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def feature_stages(self) -> list[Stage]:
+        widths = [64] + [planes * self.block.expansion for planes in STAGE_PLANES]
+        steps = [("conv1", "bn1", "relu"), ("maxpool", "layer1"), ("layer2",), ("layer3",), ("layer4",)]
+        if self.final_bn is not None:  # pre-activation: the last BN-ReLU ends the last stage
+            steps[-1] += ("final_bn", "relu")
+        return [Stage(s, c, r) for s, c, r in zip(steps, widths, self.stage_reductions)]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            x = self.run_stages([self.layer1, self.layer2, self.layer3, self.layer4], x)
+        else:
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         if self.final_bn is not None:
             x = self.relu(self.final_bn(x))
-        x = torch.flatten(self.avgpool(x), 1)
-        return self.fc(x)
-
+        return x
 
 
 def _imagenet_card(paper: Paper, params: int, macs: int, reported: dict[str, float], notes: str) -> dict:

@@ -17,7 +17,9 @@ from ...layers.conv import conv3x3
 from ...layers.drop_path import drop_path_schedule
 from ...layers.residual import (AttnLayer, BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck,
                                 ResidualBlock, ZeroPadShortcut)
+from ...protocol import Stage
 from ...registry import Paper, register_model
+from ..network import ClassifierNetwork, resolve_drop_path
 from .resnet import PREACT_PAPER, RESNET_PAPER, RESNEXT_PAPER, WIDE_RESNET_PAPER, init_resnet_weights
 
 STOCHASTIC_DEPTH_PAPER = Paper(
@@ -30,7 +32,7 @@ SHORTCUTS = ("projection", "zero_pad")
 CIFAR_INPUT = (3, 32, 32)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(ClassifierNetwork):
     """3x3 stem conv, three stages of `blocks_per_stage` residual blocks, average pooling, linear classifier.
 
     shortcut="zero_pad" is the paper's option A (parameter-free, for the CIFAR ResNets); "projection" is a
@@ -42,8 +44,11 @@ class CifarResNet(nn.Module):
     def __init__(self, block: type[ResidualBlock], blocks_per_stage: int, stage_planes: Sequence[int],
                  num_classes: int = 10, in_chans: int = 3, *, stem_width: int = 16, shortcut: str = "projection",
                  groups: int = 1, base_width: int = 64, dropout: float = 0.0, zero_init_residual: bool = False,
-                 attn_layer: AttnLayer | None = None, drop_path: float = 0.0, drop_path_mode: str = "batch"):
+                 attn_layer: AttnLayer | None = None, drop_path: float = 0.0, drop_path_mode: str = "batch",
+                 global_pool: str = "avg", drop_rate: float = 0.0, drop_path_rate: float | None = None):
         super().__init__()
+        drop_path = resolve_drop_path("CifarResNet", drop_path_rate, drop_path)
+        self._head_settings(num_classes, global_pool, drop_rate)
         if shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
         if len(stage_planes) != 3:
@@ -71,10 +76,11 @@ class CifarResNet(nn.Module):
                 in_planes = out_chans
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
+        self.stage_widths = (stem_width, *(planes * block.expansion for planes in stage_planes))
         self.num_features = in_planes
         self.final_bn = nn.BatchNorm2d(in_planes) if block.pre_activation else None
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(in_planes, num_classes)
+        self.avgpool = self._pool()
+        self.fc = self._new_classifier(num_classes)
         init_resnet_weights(self, zero_init_residual)
 
     @staticmethod
@@ -86,15 +92,25 @@ class CifarResNet(nn.Module):
             return ZeroPadShortcut(in_chans, out_chans, stride)
         return block.projection(in_chans, out_chans, stride)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def feature_stages(self) -> list[Stage]:
+        # The stem keeps the resolution, so it and layer1 make one stage, at reduction 1.
+        stem = ("conv1", "bn1", "relu") if self.bn1 is not None else ("conv1",)
+        steps = [stem + ("layer1",), ("layer2",), ("layer3",)]
+        if self.final_bn is not None:  # pre-activation: the last BN-ReLU ends the last stage
+            steps[-1] += ("final_bn", "relu")
+        return [Stage(s, c, r) for s, c, r in zip(steps, self.stage_widths[1:], (1, 2, 4))]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
         if self.bn1 is not None:
             x = self.relu(self.bn1(x))
-        x = self.layer3(self.layer2(self.layer1(x)))
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            x = self.run_stages([self.layer1, self.layer2, self.layer3], x)
+        else:
+            x = self.layer3(self.layer2(self.layer1(x)))
         if self.final_bn is not None:
             x = self.relu(self.final_bn(x))
-        x = torch.flatten(self.avgpool(x), 1)
-        return self.fc(x)
+        return x
 
 
 def _cifar_card(paper: Paper, params: int, macs: int, reported: dict[str, float], notes: str) -> dict:

@@ -10,12 +10,16 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import torch
 from torch import Tensor, nn
 
 from ...layers.conv import ConvBnAct
 from ...layers.init import init_he_fan_out_
 from ...layers.shuffle_units import ShuffleV1Unit, ShuffleV2Unit
+from ...protocol import Stage
 from ...registry import Paper, register_model
+from ..features import stages_by_reduction
+from ..network import ClassifierNetwork
 
 SHUFFLENET_V1_PAPER = Paper(
     title="ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices",
@@ -47,7 +51,7 @@ def _round_to_multiple(value: float, multiple: int) -> int:
     return max(multiple, int(value / multiple + 0.5) * multiple)
 
 
-class ShuffleNetV1(nn.Module):
+class ShuffleNetV1(ClassifierNetwork):
     """ShuffleNet v1 (Table 1): pointwise group convolutions with channel shuffle.
 
     Each unit's bottleneck is a quarter of its output channels; the first 1x1 conv of stage 2 is dense.
@@ -59,8 +63,10 @@ class ShuffleNetV1(nn.Module):
     0.5x/1.5x/2x for g=3/g=8 (the authors' ShuffleNet-Series README)."""
 
     def __init__(self, groups: int, num_classes: int = 1000, in_chans: int = 3, scale: float = 1.0,
-                 stage_repeats: Sequence[int] = STAGE_REPEATS):
+                 stage_repeats: Sequence[int] = STAGE_REPEATS, global_pool: str = "avg", drop_rate: float = 0.0):
         super().__init__()
+        self._head_settings(num_classes, global_pool, drop_rate)
+        self.in_chans = in_chans
         if groups not in SHUFFLENET_V1_STAGE_CHANNELS:
             raise ValueError(f"ShuffleNetV1 groups must be one of {sorted(SHUFFLENET_V1_STAGE_CHANNELS)} "
                              f"(the paper's Table 1), got {groups}")
@@ -79,24 +85,34 @@ class ShuffleNetV1(nn.Module):
             units += [ShuffleV1Unit(out_chans, out_chans, mid_chans, groups) for _ in range(repeats - 1)]
             setattr(self, name, nn.Sequential(*units))
             chans = out_chans
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(chans, num_classes)
+        self.num_features = chans
+        self.avgpool = self._pool()
+        self.fc = self._new_classifier(num_classes)
         # The paper gives no initialisation; He (fan_out) as for the other convnets here.
         init_he_fan_out_(self)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def feature_stages(self) -> list[Stage]:
+        return stages_by_reduction(self, ["conv1", "maxpool", *STAGE_NAMES], self.in_chans)
+
+    def forward_features(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.conv1(x))
-        x = self.stage4(self.stage3(self.stage2(x)))
-        return self.fc(self.avgpool(x).flatten(1))
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            x = self.run_stages([self.stage2, self.stage3, self.stage4], x)
+        else:
+            x = self.stage4(self.stage3(self.stage2(x)))
+        return x
 
 
-class ShuffleNetV2(nn.Module):
+class ShuffleNetV2(ClassifierNetwork):
     """ShuffleNet v2 (Table 5) in torchvision's layout. `stage_chans` = (conv1, stage2, stage3, stage4, conv5)
-    output channels. Initialisation is PyTorch's default, as in torchvision."""
+    output channels. Initialisation is PyTorch's default, as in torchvision. timm's global_pool and drop_rate
+    (dropout before fc) apply."""
 
     def __init__(self, stage_chans: Sequence[int], num_classes: int = 1000, in_chans: int = 3,
-                 stage_repeats: Sequence[int] = STAGE_REPEATS):
+                 stage_repeats: Sequence[int] = STAGE_REPEATS, global_pool: str = "avg", drop_rate: float = 0.0):
         super().__init__()
+        self._head_settings(num_classes, global_pool, drop_rate)
+        self.in_chans = in_chans
         if len(stage_chans) != 5 or len(stage_repeats) != 3:
             raise ValueError(f"ShuffleNetV2 needs 5 stage widths and 3 repeat counts, got {list(stage_chans)} "
                              f"and {list(stage_repeats)}")
@@ -110,12 +126,20 @@ class ShuffleNetV2(nn.Module):
             setattr(self, name, nn.Sequential(*units))
             chans = out_chans
         self.conv5 = ConvBnAct(chans, last_chans, 1)
-        self.fc = nn.Linear(last_chans, num_classes)
+        self.num_features = last_chans
+        self.avgpool = self._pool()  # torchvision takes the mean in forward; a module here, so it can be chosen
+        self.fc = self._new_classifier(num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def feature_stages(self) -> list[Stage]:
+        return stages_by_reduction(self, ["conv1", "maxpool", *STAGE_NAMES, "conv5"], self.in_chans)
+
+    def forward_features(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.conv1(x))
-        x = self.conv5(self.stage4(self.stage3(self.stage2(x))))
-        return self.fc(x.mean(dim=(2, 3)))
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            x = self.run_stages([self.stage2, self.stage3, self.stage4], x)
+        else:
+            x = self.stage4(self.stage3(self.stage2(x)))
+        return self.conv5(x)
 
 
 def _shufflenet_v1_card(params: int, conv_macs: int, fc_macs: int, table1_mmacs: int,

@@ -14,6 +14,8 @@ from torch import Tensor, nn
 
 from ...layers.init import init_he_fan_out_
 from ...registry import Paper, register_model
+from ..network import resolve_drop_rate
+from .alexnet import FeaturesAndMLP
 
 PAPER = Paper(
     title="Very Deep Convolutional Networks for Large-Scale Image Recognition",
@@ -55,19 +57,30 @@ def make_features(config: Sequence[Union[int, str]], in_chans: int, batch_norm: 
     return nn.Sequential(*modules), chans
 
 
-class VGG(nn.Module):
+class VGG(FeaturesAndMLP):
     """A VGG configuration: `features`, a 7x7 adaptive average pool (identity at 224) and the classifier
     FC-ReLU-Dropout, FC-ReLU-Dropout, FC.
 
     Initialisation as torchvision: He (fan-out) normal convs, unit BN, N(0, 0.01) FC weights, zero biases.
     (The paper initialised A from N(0, 0.01) and the deeper nets partly from A, noting later that Glorot
-    initialisation works without pre-training.)"""
+    initialisation works without pre-training.)
+
+    timm's arguments: `drop_rate` is the classifier's `dropout`; `global_pool` pools the 7x7 grid the first FC
+    layer reads by "avg" (the paper's), "max" or "avgmax"; num_classes=0 returns the second FC layer's 4096
+    features (`num_features`)."""
+
+    pool_output_size = POOLED_SIZE
 
     def __init__(self, config: Sequence[Union[int, str]] = CONFIGS["D"], num_classes: int = 1000, in_chans: int = 3,
-                 batch_norm: bool = False, dropout: float = 0.5):
+                 batch_norm: bool = False, dropout: float = 0.5, global_pool: str = "avg",
+                 drop_rate: float | None = None):
         super().__init__()
+        dropout = resolve_drop_rate("VGG", drop_rate, dropout)
+        self._head_settings(num_classes, global_pool)
+        self.in_chans = in_chans
+        self.num_features = HIDDEN
         self.features, chans = make_features(config, in_chans, batch_norm)
-        self.avgpool = nn.AdaptiveAvgPool2d((POOLED_SIZE, POOLED_SIZE))
+        self.avgpool = self._pool()
         self.classifier = nn.Sequential(
             nn.Linear(chans * POOLED_SIZE * POOLED_SIZE, HIDDEN),
             nn.ReLU(inplace=True),
@@ -75,13 +88,10 @@ class VGG(nn.Module):
             nn.Linear(HIDDEN, HIDDEN),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
-            nn.Linear(HIDDEN, num_classes),
+            self._new_classifier(num_classes),
         )
+        self.drop_rate = dropout  # in the classifier's Dropout modules, not applied again by forward_head
         init_he_fan_out_(self)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(x.flatten(1))
 
 
 def _card(config: str, params: int, macs: int, errors: tuple[float, float] | None = None) -> dict[str, Any]:

@@ -2,21 +2,24 @@
 cropped back), bilinear upsampling of score maps, the output contract, and torchvision's encoder + classifier
 layout with its FCN head (used by fcn_resnet*, deeplabv3_* and pspnet_*).
 
-The contract: in eval mode `model(x)` returns logits (N, num_classes, H, W) at the input's size; in training
-mode a network with an auxiliary head returns {"out": logits, "aux": aux_logits} (torchvision's convention),
-so the training loop can weight the auxiliary loss.
+The contract, torchvision's: in every mode `model(x)` returns a dict, {"out": logits} with logits
+(N, num_classes, H, W) at the input's size, and "aux": the auxiliary head's logits where one is built, so the
+training loop can weight the auxiliary loss (`protocol.main_output` reads "out").
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import apply_multi_grid, create_backbone
+from ..features import apply_multi_grid
+from ..network import Network
+from .backbones import create_backbone
 
-SegmentationOutput = Union[Tensor, dict[str, Tensor]]
+SegmentationOutput = Dict[str, Tensor]
 
 
 def pad_to_multiple(x: Tensor, multiple: int, mode: str = "constant") -> Tensor:
@@ -40,20 +43,32 @@ def upsample_to(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-def segmentation_output(out: Tensor, aux: Tensor | None, training: bool) -> SegmentationOutput:
-    """The logits alone, or {"out", "aux"} while training a network that has an auxiliary head."""
-    if training and aux is not None:
-        return {"out": out, "aux": aux}
-    return out
+def crop_to(x: Tensor, reference: Tensor) -> Tensor:
+    """The top-left corner of `x` of `reference`'s height and width: undoes pad_to_multiple."""
+    return x[..., :reference.shape[-2], :reference.shape[-1]]
 
 
-class SegmentationModel(nn.Module):
+# Leaves for torch.fx: these read sizes off tensors, which a symbolic trace cannot; traced networks call
+# them as single nodes, so torch.fx (and torchvision's create_feature_extractor) can trace every network.
+torch.fx.wrap("pad_to_multiple")
+torch.fx.wrap("upsample_to")
+torch.fx.wrap("crop_to")
+
+
+def segmentation_output(out: Tensor, aux: Optional[Tensor] = None) -> SegmentationOutput:
+    """{"out": logits}, with "aux" where the network has an auxiliary head (torchvision's contract)."""
+    if aux is None:
+        return {"out": out}
+    return {"out": out, "aux": aux}
+
+
+class SegmentationModel(Network):
     """An encoder, a classifier on its last feature map, and optionally an auxiliary classifier on the one
     before: torchvision's _SimpleSegmentationModel layout (`backbone`, `classifier`, `aux_classifier`), so
     its checkpoints load with strict=True. Both predictions are bilinearly upsampled to the input's size.
 
-    `backbone` returns a list of feature maps (models/segmentation/backbones.py): the classifier reads the
-    last, the auxiliary classifier the one before. The auxiliary head runs only in training mode;
+    `backbone` returns a list of feature maps (models/features.py): the classifier reads the last, the
+    auxiliary classifier the one before. The auxiliary head runs in every mode, as torchvision's;
     `aux_weight` is the weight of its loss (0.5 in torchvision's reference training, 0.4 in PSPNet)."""
 
     def __init__(self, backbone: nn.Module, classifier: nn.Module, aux_classifier: nn.Module | None = None,
@@ -68,10 +83,9 @@ class SegmentationModel(nn.Module):
         size = x.shape[-2:]
         features = self.backbone(x)
         out = upsample_to(self.classifier(features[-1]), size)
-        aux = None
-        if self.training and self.aux_classifier is not None:
-            aux = upsample_to(self.aux_classifier(features[-2]), size)
-        return segmentation_output(out, aux, self.training)
+        if self.aux_classifier is None:
+            return {"out": out}
+        return {"out": out, "aux": upsample_to(self.aux_classifier(features[-2]), size)}
 
 
 class FCNHead(nn.Sequential):

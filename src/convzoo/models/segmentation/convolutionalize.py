@@ -18,39 +18,16 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..classification.alexnet import AlexNet, AlexNetOWT
-from ..classification.densenet import DenseNet
-from ..classification.googlenet import GoogLeNet, GoogLeNetBN
-from ..classification.mobilenet import MobileNetV1, MobileNetV2
-from ..classification.resnet import ResNet
-from ..classification.resnet_cifar import CifarResNet
-from ..classification.shufflenet import ShuffleNetV1, ShuffleNetV2
-from ..classification.vgg import VGG
-from .backbones import FeatureExtractor
-
-# Each family's head after its convolutional body: the pooling attribute (None: a global average in
-# forward) and the attributes that follow it, in order.
-_HEADS: dict[tuple[type[nn.Module], ...], tuple[str | None, tuple[str, ...]]] = {
-    (VGG, AlexNet, AlexNetOWT): ("avgpool", ("classifier",)),
-    (ResNet, CifarResNet, ShuffleNetV1): ("avgpool", ("fc",)),
-    (MobileNetV1, MobileNetV2): ("avgpool", ("classifier",)),
-    (GoogLeNet, GoogLeNetBN): ("avgpool", ("dropout", "fc")),
-    (DenseNet,): (None, ("classifier",)),
-    (ShuffleNetV2,): (None, ("fc",)),
-}
+from ...protocol import Classifier, card_of
+from ..features import FeatureExtractor
 
 
 def _head_of(classifier: nn.Module) -> tuple[nn.Module | None, list[nn.Module]]:
-    for classes, (pool_name, names) in _HEADS.items():
-        if isinstance(classifier, classes):
-            pool = getattr(classifier, pool_name) if pool_name else None
-            layers: list[nn.Module] = []
-            for name in names:
-                module = getattr(classifier, name)
-                layers += list(module) if isinstance(module, nn.Sequential) else [module]
-            return pool, layers
-    raise ValueError(f"cannot convolutionalize {type(classifier).__name__}: supported are the ResNet family, "
-                     f"VGG, AlexNet/ZFNet, GoogLeNet, MobileNet, DenseNet and ShuffleNet")
+    """The pooling module and the layers after it, as the classifier declares them (protocol.Classifier)."""
+    if not isinstance(classifier, Classifier) or classifier.pool_path is None:
+        raise ValueError(f"cannot convolutionalize {type(classifier).__name__}: it declares no pooling head "
+                         f"(pool_path, head_modules); the convzoo classifiers but LeNet-5 do")
+    return classifier.get_submodule(classifier.pool_path), classifier.head_modules()
 
 
 class FullyConvolutional(nn.Module):
@@ -96,7 +73,7 @@ def convolutionalize(classifier: nn.Module, input_size: Sequence[int] | None = N
     ImageNet networks). At that size the result's scores equal the classifier's, as an (N, classes, 1, 1)
     map; on a larger image it returns a map of class scores. The classifier is copied, not changed."""
     if input_size is None:
-        card = getattr(classifier, "card", None)
+        card = card_of(classifier)
         if card is None:
             raise ValueError("give the classifier's training input_size (H, W); it has no card to read it from")
         input_size = card.input_size[1:]

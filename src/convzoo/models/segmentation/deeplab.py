@@ -19,14 +19,20 @@ The CRF is post-processing, not part of the networks: `layers.crf` takes their s
 from __future__ import annotations
 
 import torch
+import torch.fx
 from torch import Tensor, nn
 
 from ...layers.context import ASPP, ASPPv2
 from ...layers.conv import ConvBnAct
 from ...layers.init import init_he_fan_out_
 from ...registry import Paper, register_model
-from .backbones import apply_multi_grid, create_backbone
-from .base import SegmentationModel, builder_for_backbone, pad_to_multiple, resnet_segmenter, upsample_to
+from ..features import apply_multi_grid
+from ..network import Network
+from .backbones import create_backbone
+from .base import SegmentationModel, builder_for_backbone, crop_to, pad_to_multiple, resnet_segmenter, upsample_to
+
+for _leaf in ("crop_to", "pad_to_multiple", "upsample_to"):  # torch.fx leaves here too (wrap is per module)
+    torch.fx.wrap(_leaf)
 
 V1_PAPER = Paper(
     title="Semantic Image Segmentation with Deep Convolutional Nets and Fully Connected CRFs",
@@ -175,7 +181,7 @@ LOW_LEVEL_CHANNELS = 48
 DECODER_CHANNELS = 256
 
 
-class DeepLabV3Plus(nn.Module):
+class DeepLabV3Plus(Network):
     """DeepLab v3+: an atrous encoder with ASPP, and a decoder that refines its output with low-level features.
 
     The encoder is ResNet-101 at `output_stride` 16 (layer4 at rate 2) with ASPP at rates 6/12/18 (the
@@ -206,14 +212,14 @@ class DeepLabV3Plus(nn.Module):
         for head in (self.aspp, self.project, self.fuse, self.classifier):
             init_he_fan_out_(head)
 
-    def forward(self, x: Tensor) -> Tensor:
-        size = x.shape[-2:]
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        image = x
         x = pad_to_multiple(x, self.output_stride)
         low_level, high_level = self.backbone(x)
         encoded = upsample_to(self.aspp(high_level), low_level.shape[-2:])
         decoded = self.fuse(torch.cat([encoded, self.project(low_level)], dim=1))
         out = upsample_to(self.classifier(decoded), x.shape[-2:])
-        return out[..., :size[0], :size[1]]
+        return {"out": crop_to(out, image)}
 
 
 @register_model(**_deeplab_card(

@@ -11,13 +11,18 @@ context module (layers/context.py) then refines the class scores with exponentia
 from __future__ import annotations
 
 import torch.nn.functional as F
+import torch.fx
 from torch import Tensor, nn
 
 from ...layers.context import ContextModule
 from ...layers.init import init_he_fan_out_
 from ...registry import Paper, register_model
 from ..classification.vgg import CONFIGS, make_features
-from .base import pad_to_multiple, upsample_to
+from ..network import Network
+from .base import crop_to, pad_to_multiple, upsample_to
+
+for _leaf in ("crop_to", "pad_to_multiple", "upsample_to"):  # torch.fx leaves here too (wrap is per module)
+    torch.fx.wrap(_leaf)
 
 PAPER = Paper(
     title="Multi-Scale Context Aggregation by Dilated Convolutions",
@@ -34,7 +39,7 @@ CONV5 = (24, 26, 28)  # indices of conv5_1..3 in VGG16's `features`
 POOL4, POOL5 = 23, 30
 
 
-class Dilation8(nn.Module):
+class Dilation8(Network):
     """The dilated front end followed by the context module (`context` "large", the VOC model's, or "basic").
 
     `features` keeps torchvision vgg16's indices (pool4 and pool5 are nn.Identity), so its `features.*`
@@ -62,16 +67,15 @@ class Dilation8(nn.Module):
         nn.init.normal_(self.final.weight, 0.0, 0.001)  # the authors' filler for the new class scores
         self.context = ContextModule(num_classes, kind=context)
 
-    def forward(self, x: Tensor) -> Tensor:
-        size = x.shape[-2:]
-        x = pad_to_multiple(x, OUTPUT_STRIDE, mode="reflect")
-        padded_size = x.shape[-2:]
-        x = F.pad(x, (MARGIN,) * 4, mode="reflect")
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        image = x
+        padded = pad_to_multiple(x, OUTPUT_STRIDE, mode="reflect")
+        x = F.pad(padded, (MARGIN,) * 4, mode="reflect")
         x = self.features(x)
         x = self.dropout(self.relu(self.fc6(x)))
         x = self.dropout(self.relu(self.fc7(x)))
         x = self.context(self.final(x))
-        return upsample_to(x, padded_size)[..., :size[0], :size[1]]
+        return {"out": crop_to(upsample_to(x, padded.shape[-2:]), image)}
 
 
 @register_model(

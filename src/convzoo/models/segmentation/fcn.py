@@ -13,11 +13,13 @@ Caffe's coordinate maps give (derived in `CROP`).
 """
 from __future__ import annotations
 
+import torch.fx
 from torch import Tensor, nn
 
 from ...layers.upsample import init_bilinear_
 from ...registry import Paper, register_model
 from ..classification.vgg import CONFIGS, make_features
+from ..network import Network
 from .base import FCNHead, SegmentationModel, resnet_segmenter
 
 PAPER = Paper(
@@ -41,6 +43,9 @@ def crop(x: Tensor, offset: int, size: tuple[int, int]) -> Tensor:
     return x[..., offset:offset + size[0], offset:offset + size[1]]
 
 
+torch.fx.wrap("crop")  # a leaf for torch.fx: the crop's size is read off a tensor
+
+
 def bilinear_deconv(num_classes: int, scale: int, learnable: bool) -> nn.ConvTranspose2d:
     """Caffe FCN's "Deconvolution": kernel 2*scale, stride `scale`, no padding (the crops align it), no bias,
     starting as bilinear interpolation of each class's scores; `learnable=False` freezes it (lr_mult 0)."""
@@ -50,7 +55,7 @@ def bilinear_deconv(num_classes: int, scale: int, learnable: bool) -> nn.ConvTra
     return deconv
 
 
-class FCN(nn.Module):
+class FCN(Network):
     """FCN-VGG16 with the skips of its final upsampling stride: `stride` 32, 16 or 8.
 
     `features` is VGG16's (torchvision's indices, so its `features.*` weights load), with conv1_1 padded by
@@ -96,7 +101,7 @@ class FCN(nn.Module):
             if score is not None:
                 nn.init.zeros_(score.weight)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
         size = x.shape[-2:]
         pools = {}
         for index, layer in enumerate(self.features):
@@ -112,7 +117,7 @@ class FCN(nn.Module):
         if self.stride == 8:
             x = self.upscore_pool4(x)
             x = x + crop(self.score_pool3(pools[self.POOL3]), CROP["score_pool3"], x.shape[-2:])
-        return crop(self.upscore(x), CROP[self.stride], size)
+        return {"out": crop(self.upscore(x), CROP[self.stride], size)}
 
 
 def _vgg_card(stride: int, params: int, macs: int, miou: float, notes: str) -> dict:

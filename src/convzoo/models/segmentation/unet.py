@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.fx
 from torch import Tensor, nn
 
 from ...errors import InputSizeError
 from ...layers.conv import ConvBnAct
 from ...layers.inception import ConvReLU
 from ...registry import Paper, register_model
+from ..network import Network
 from .base import pad_to_multiple
 
 PAPER = Paper(
@@ -58,7 +60,7 @@ class UpStage(nn.Module):
         return self.convs(torch.cat([center_crop(skip, x.shape[-2:]), x], dim=1))
 
 
-class UNet(nn.Module):
+class UNet(Network):
     """U-Net with `len(widths) - 1` pooling steps.
 
     Any input size is taken: the unpadded network mirrors the bottom and right of the input up to the next
@@ -102,34 +104,9 @@ class UNet(nn.Module):
         """The (H, W) of the prediction for an input of `input_hw`: 184 pixels less for the unpadded net."""
         return input_hw[0] - self.border, input_hw[1] - self.border
 
-    def _is_tile(self, size: int) -> bool:
-        # Every map entering a 2x2 pool has an even size, so pooling loses no row and the up-convolutions
-        # land exactly on the cropped skips.
-        for _ in range(self.depth):
-            size -= 4
-            if size % 2:
-                return False
-            size //= 2
-        return True
-
-    def _tile_size(self, size: int) -> int:
-        """The smallest tile size (572, 588, ... for four pools; every 16) at least `size`."""
-        while not self._is_tile(size):
-            size += 1
-        return size
-
-    def forward(self, x: Tensor) -> Tensor:
-        out_h, out_w = self.output_size(tuple(x.shape[-2:]))
-        if out_h < 1 or out_w < 1:
-            raise InputSizeError(
-                f"U-Net's unpadded convs trim {self.border} pixels: an input of {x.shape[-2]}x{x.shape[-1]} "
-                f"leaves no output; it needs at least {self.border + 1}x{self.border + 1} pixels."
-            )
-        if self.padded:
-            x = pad_to_multiple(x, 2 ** self.depth)
-        else:
-            tile_h, tile_w = self._tile_size(x.shape[-2]), self._tile_size(x.shape[-1])
-            x = nn.functional.pad(x, (0, tile_w - x.shape[-1], 0, tile_h - x.shape[-2]), mode="reflect")
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        image = x
+        x = unet_input(x, self.padded, self.depth, self.border)
         skips = []
         for stage in self.encoder:
             x = stage(x)
@@ -138,7 +115,49 @@ class UNet(nn.Module):
         x = self.dropout(self.bottleneck(x))
         for up, skip in zip(self.decoder, reversed(skips)):
             x = up(x, skip)
-        return self.head(x)[..., :out_h, :out_w]
+        return {"out": unet_output(self.head(x), image, self.border)}
+
+
+def is_tile(size: int, depth: int) -> bool:
+    """Every map entering a 2x2 pool has an even size, so pooling loses no row and the up-convolutions land
+    exactly on the cropped skips."""
+    for _ in range(depth):
+        size -= 4
+        if size % 2:
+            return False
+        size //= 2
+    return True
+
+
+def tile_size(size: int, depth: int) -> int:
+    """The smallest tile size (572, 588, ... for four pools; every 16) at least `size`."""
+    while not is_tile(size, depth):
+        size += 1
+    return size
+
+
+def unet_input(x: Tensor, padded: bool, depth: int, border: int) -> Tensor:
+    """The input as the network takes it: zero-padded to a multiple of 2**depth (padded convs), or mirrored at
+    the bottom and right up to the next tile size (the paper's), after checking something is left to predict."""
+    if x.shape[-2] - border < 1 or x.shape[-1] - border < 1:
+        raise InputSizeError(
+            f"U-Net's unpadded convs trim {border} pixels: an input of {x.shape[-2]}x{x.shape[-1]} "
+            f"leaves no output; it needs at least {border + 1}x{border + 1} pixels."
+        )
+    if padded:
+        return pad_to_multiple(x, 2 ** depth)
+    tile_h, tile_w = tile_size(x.shape[-2], depth), tile_size(x.shape[-1], depth)
+    return nn.functional.pad(x, (0, tile_w - x.shape[-1], 0, tile_h - x.shape[-2]), mode="reflect")
+
+
+def unet_output(out: Tensor, image: Tensor, border: int) -> Tensor:
+    """The prediction cropped to output_size(image): the image's size less the trimmed border."""
+    return out[..., :image.shape[-2] - border, :image.shape[-1] - border]
+
+
+# Leaves for torch.fx: they read sizes off tensors.
+torch.fx.wrap("unet_input")
+torch.fx.wrap("unet_output")
 
 
 @register_model(
