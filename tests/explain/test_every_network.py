@@ -15,9 +15,9 @@ import convzoo
 from convzoo.explain import METHODS, ExplainError, explain, prepare
 
 CLASSIFIERS = convzoo.list_models(task="classification")
-# CAM's refusals: these classifiers read a flattened grid; nas pools a concatenation its forward makes (no module's
-# output is the averaged map).
-NOT_CAM = {"alexnet", "zfnet", "vgg", "lenet", "nas"}
+# CAM's refusals: these classifiers read a flattened grid. (nas pools its body's output, NASCell's, with its avgpool
+# module before fc, so CAM applies.)
+NOT_CAM = {"alexnet", "zfnet", "vgg", "lenet"}
 # Built with torch's initialisers below this many parameters; above, on the meta device and filled from a pool.
 _REAL_INIT_BELOW = 2_000_000
 _POOL = 1 << 16

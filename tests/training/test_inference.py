@@ -137,3 +137,24 @@ def test_predict_on_an_unreadable_image_advises_what_predict_can_do(trained_run,
     err = capsys.readouterr().err.strip().splitlines()
     assert "cannot read image" in err[-1] and "leave it out of the images to predict" in err[-1]
     assert "--skip-bad" not in err[-1]
+
+
+def test_a_trained_lenet5_exports_to_onnx_and_onnxruntime_matches_on_real_images(trained_run, shapes, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from convzoo import export
+    from convzoo.data import load_data
+
+    out = export(trained_run, format="onnx", out=tmp_path / "lenet5.onnx")
+    described = json.loads(Path(f"{out}.json").read_text())
+    # Checked on the checkpoint's own data: its shapes test split, 24 images (fewer than CHECK_IMAGES).
+    assert described["checked"] and described["argmax_images"] == 24 and described["argmax_agreement"] == 1.0
+    checkpoint = load_checkpoint(trained_run)
+    images = torch.stack([image for image, _ in load_data(str(shapes), checkpoint.input_size, mean=checkpoint.mean,
+                                                          std=checkpoint.std, border=checkpoint.border).test])
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    with torch.no_grad():
+        expected = checkpoint.model(images)
+    # Measured: 2.3e-5 of the outputs' spread (float32 rounding); the bound leaves a margin of ~40x.
+    assert (got - expected).abs().max() < 1e-3 * expected.std()
+    assert torch.equal(got.argmax(1), expected.argmax(1))
