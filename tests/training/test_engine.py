@@ -92,6 +92,7 @@ def test_run_folder_holds_everything(shapes, tmp_path, quiet):
         assert json.loads(f.metadata()["convzoo"])["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_resume_continues_bit_for_bit(shapes, tmp_path, quiet):
     """4 epochs in one go == 3 epochs, then --resume for the fourth, under reduce-on-plateau: every weight, the best
     checkpoint, the optimizer tensors, the results and the schedule's state. The run is chosen so that resuming
