@@ -17,7 +17,9 @@ def test_list_json_and_empty_match(capsys):
     assert main(["list", "resnet5?", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == ["resnet50", "resnet56"] and rows[0]["params"] == 25_557_032
-    assert main(["list", "nothing*"]) == 1
+    capsys.readouterr()
+    assert main(["list", "nothing*"]) == 2  # a user's mistake: exit code 2, one line naming it
+    assert capsys.readouterr().err == "convzoo list: error: no registered model matches 'nothing*'; `convzoo list` names them all\n"
 
 
 def test_card_alexnet(capsys):

@@ -140,3 +140,33 @@ def test_a_nas_network_adapts_every_layer_that_reads_the_image(tmp_path):
     x = torch.randn(2, 1, 16, 16)
     # Each filter repeated over colour and scaled by 1/3: a grey image copied to three channels scores the same.
     torch.testing.assert_close(colour(x.expand(-1, 3, -1, -1)), grey(x), rtol=1e-4, atol=1e-5)
+
+
+def test_four_channels_repeat_the_filters_cyclically_scaled_by_three_quarters(resnet18_file):
+    """in_chans=4 from a 3-channel file: channels R, G, B, R, each filter times trained/in_chans = 3/4, so an
+    image with the same value in every channel sums to the same response as its colour copy, up to the repeat."""
+    model, path = resnet18_file
+    four = convzoo.create_model("resnet18", in_chans=4).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = convzoo.load_weights(four, path)
+    assert report.adapted_input_conv.startswith("conv1.weight")
+    trained = model.conv1.weight
+    expected = torch.cat([trained, trained[:, :1]], dim=1) * (3 / 4)
+    assert torch.equal(four.conv1.weight, expected)
+    assert _same_weights(model, four, skip=("conv1.",))
+
+
+@pytest.mark.parametrize("prefix", ["_orig_mod.", "module._orig_mod."])
+def test_a_compiled_models_prefixed_file_loads(resnet18_file, tmp_path, prefix):
+    """torch.compile saves its keys under `_orig_mod.` (and DataParallel's `module.` on top): both are stripped."""
+    from safetensors.torch import save_file
+
+    model, _ = resnet18_file
+    state = {f"{prefix}{k}": v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp_path / "compiled.safetensors"))
+    torch.save(state, tmp_path / "compiled.pth")
+    for name in ("compiled.safetensors", "compiled.pth"):
+        other = convzoo.create_model("resnet18")
+        convzoo.load_weights(other, tmp_path / name)
+        assert _same_weights(model, other), name

@@ -14,7 +14,7 @@ from .analysis import CONVENTIONS, summary
 from .analysis.compare import compare, complexity_chart
 from .argtypes import (ArgumentParser, add_device_argument, add_threads_argument, device, fraction, non_negative_float,
                        non_negative_int, out_file, out_folder, port, positive_float, positive_int, unit_interval)
-from .errors import ConvzooError, DrawError, Interrupted, MemoryEstimateError, user_error_message
+from .errors import ConvzooError, DrawError, Interrupted, MemoryEstimateError, UnknownModelError, user_error_message
 from .registry import list_models, model_card
 from .runtime import use_threads
 
@@ -41,10 +41,10 @@ def _console() -> Console:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     names = list_models(args.pattern, task=args.task)
-    if not names:
-        print(f"no registered model matches {args.pattern or '*'!r}"
-              + (f" with task {args.task!r}" if args.task else ""), file=sys.stderr)
-        return 1
+    if not names:  # a user's mistake, so exit code 2 like every other (1 is kept for a bug in convzoo)
+        raise UnknownModelError(f"no registered model matches {args.pattern or '*'!r}"
+                                + (f" with task {args.task!r}" if args.task else "")
+                                + "; `convzoo list` names them all")
     if args.json:
         print(json.dumps([_card_row(model_card(n)) for n in names], indent=2))
         return 0

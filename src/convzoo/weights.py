@@ -58,7 +58,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path), device="cpu")
+            return _strip_wrapper_prefixes(load_file(str(path), device="cpu"))
         except (SafetensorError, OSError, ValueError) as err:
             raise WeightsError(f"{str(path)!r} is not a readable safetensors file (truncated or corrupt?): {err}") from err
     not_weights = (f"{str(path)!r} is not a PyTorch or safetensors weights file (truncated, corrupt, or another "
@@ -127,9 +127,14 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
             f"{str(path)!r} holds a {kind}, not a state dict (a mapping of parameter names to tensors). "
             f"Save weights with convzoo.save_weights(model, path) or torch.save(model.state_dict(), path)."
         )
-    state = dict(obj)
+    return _strip_wrapper_prefixes(dict(obj))
+
+
+def _strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """DataParallel's `module.` and torch.compile's `_orig_mod.` (in that order when both wrap), whatever the file
+    format: a compiled model's safetensors file has them too."""
     for prefix in _WRAPPER_PREFIXES:
-        if all(k.startswith(prefix) for k in state):
+        if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
     return state
 

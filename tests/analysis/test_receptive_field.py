@@ -15,7 +15,7 @@ def positive_weights(model: nn.Module) -> nn.Module:
     """Every weight 1/fan_in and every bias 0: all paths carry gradient and activations stay O(1)."""
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
                 module.weight.fill_(1.0 / module.weight[0].numel())
                 if module.bias is not None:
                     module.bias.zero_()
@@ -184,6 +184,67 @@ def test_real_networks_against_the_probe(name):
                 setattr(parent, child_name, nn.Identity())
     size = (3, 225, 225) if name == "resnet18" else (3, 161, 161)  # just larger than the fields (211, 150)
     assert_probe_matches(features, size)
+
+
+def centroid_probe(model: nn.Module, input_size, index):
+    """The gradient-weighted centre (row, column) of the input pixels that move output unit `index`. With
+    uniform positive weights, a transposed convolution's unit is centred on the mean of the input units that
+    feed it, and a linear or cubic interpolation's on the coordinate it reads (its weights reproduce a linear
+    function), so the centre is exact where the interval of pixels seen is not."""
+    x = torch.ones(1, *input_size, requires_grad=True)
+    model(x)[0, 0, index[0], index[1]].backward()
+    grad = x.grad[0].sum(0)
+    rows, cols = torch.arange(grad.shape[0], dtype=grad.dtype), torch.arange(grad.shape[1], dtype=grad.dtype)
+    total = grad.sum()
+    return ((grad.sum(1) * rows).sum() / total).item(), ((grad.sum(0) * cols).sum() / total).item()
+
+
+def assert_centres_match(model, input_size, units, period=1):
+    """The report's centre (start + i*jump) of each unit against the probe's, both averaged over the `period`
+    x `period` units from it: a transposed conv of stride s, or a resampling by f, has units whose centres
+    alternate around the rule's by a fraction of an input unit, and the rule gives their mean (as its rf gives
+    their maximum). The report rounds start and jump to 2 decimals: the geometries are chosen to be exact."""
+    model = positive_weights(model)
+    row = summary(model, input_size).rows[0]
+    for index in units:
+        block = [(index[0] + a, index[1] + b) for a in range(period) for b in range(period)]
+        probed = torch.tensor([centroid_probe(model, input_size, unit) for unit in block]).mean(0).tolist()
+        expected = [sum(start + unit[axis] * jump for unit in block) / len(block)
+                    for axis, (start, jump) in enumerate(zip(row.start, row.jump))]
+        assert probed == pytest.approx(expected, abs=1e-4), index
+
+
+@pytest.mark.parametrize("kernel, padding, dilation", [(3, 1, 1), (4, 1, 1), (2, 0, 1), (4, 0, 1), (5, 2, 1),
+                                                                  (3, 0, 3)])
+def test_transposed_convolution_units_are_centred_where_the_probe_says(kernel, padding, dilation):
+    """A strided conv, then the stride-2 transposed conv under test: its offset (p - (k-1)d/2)/s against the
+    gradient's centre, over several pairs of output units."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2),
+                          nn.ConvTranspose2d(2, 1, kernel, stride=2, padding=padding, dilation=dilation))
+    middle = model(torch.zeros(1, 1, 41, 41)).shape[-1] // 2
+    assert_centres_match(model, (1, 41, 41), [(middle, middle), (middle + 1, middle - 3), (middle - 4, middle + 2)],
+                         period=2)
+
+
+@pytest.mark.parametrize("upsample, period", [(nn.Upsample(scale_factor=2, mode="bilinear"), 1),
+                                              (nn.Upsample(size=41, mode="bilinear", align_corners=True), 1),
+                                              (nn.Upsample(scale_factor=4, mode="bilinear"), 1),
+                                              (nn.Upsample(scale_factor=2, mode="bicubic"), 2),
+                                              (nn.Upsample(scale_factor=2, mode="nearest"), 1)])
+def test_resampled_units_are_centred_on_the_coordinate_they_read(upsample, period):
+    """Upsampling between two convolutions: output o reads input coordinate (o + 0.5)/f - 0.5 (o(L-1)/(O-1)
+    with align_corners), which is the gradient's centre (bicubic's weights centre it only on average over a
+    pair of units); nearest copies floor(o/f), so only units o that f divides are centred on it (probed
+    without the last convolution)."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), upsample, nn.Conv2d(2, 1, 3))
+    if upsample.mode == "nearest":  # a 3x3 after it would centre every unit on an odd one
+        model = model[:2]
+    out = model(torch.zeros(1, 1, 43, 43)).shape[-1]
+    middle = out // 2 // 4 * 4
+    units = [(middle, middle), (middle + 4, middle - 4)]
+    if upsample.mode != "nearest":
+        units += [(middle + 1, middle - 1), (middle - 1, middle + 2)]
+    assert_centres_match(model, (1, 43, 43), units, period)
 
 
 def test_a_strided_slice_shortcut_keeps_the_field_local():

@@ -120,12 +120,18 @@ def test_other_class_counts_work():
 
 
 def test_initialisation_is_uniform_within_2_4_over_fan_in(lenet):
-    for module, fan_in in [(lenet.c1, 25), (lenet.s2, 4), (lenet.s4, 4), (lenet.c5, 400), (lenet.f6, 120)]:
-        for param in (module.weight, module.bias):
-            assert param.abs().max() <= 2.4 / fan_in
-    for c3_map, inputs in enumerate(C3_TABLE):  # a C3 unit's fan-in: 25 weights per S2 map it reads
-        for param in lenet.c3.map_parameters(c3_map):
-            assert param.abs().max() <= 2.4 / (25 * len(inputs))
+    """Every unit's parameters lie within +-2.4/F and reach close to it: the largest of n uniform draws falls
+    below t x bound with probability t**n, so the largest must exceed (1e-6)**(1/n) of the bound (about 0.91
+    of it for C1's 156 parameters, 0.32 for a subsampling layer's 12)."""
+    units = [(lenet.c1, 25), (lenet.s2, 4), (lenet.s4, 4), (lenet.c5, 400), (lenet.f6, 120)]
+    parameters = [([module.weight, module.bias], 2.4 / fan_in) for module, fan_in in units]
+    parameters += [(list(lenet.c3.map_parameters(c3_map)), 2.4 / (25 * len(inputs)))  # 25 weights a map read
+                   for c3_map, inputs in enumerate(C3_TABLE)]
+    for tensors, bound in parameters:
+        values = torch.cat([t.detach().flatten() for t in tensors]) / bound
+        assert values.abs().max() <= 1
+        assert values.abs().max() > 1e-6 ** (1 / values.numel()), (values.numel(), values.abs().max())
+        assert values.min() < 0 < values.max()
 
 
 def sixteen_convolutions(c3, x):

@@ -16,18 +16,24 @@ from convzoo.training.checkpoint import RunFolder, save_checkpoint
 
 
 def test_a_run_folder_stands_for_its_best_checkpoint(trained_run):
+    """Loading the folder loads best.safetensors: the very tensors of the best epoch's file (results.json's
+    epoch), not last.safetensors'."""
+    from safetensors.torch import load_file
+
     from_folder = load_checkpoint(trained_run)
     assert from_folder.path == trained_run / "best.safetensors"
     assert from_folder.name == "lenet5" and from_folder.classes == ["cross", "hbar", "vbar"]
     assert from_folder.input_size == (1, 32, 32) and from_folder.border == 2
     assert not from_folder.model.training
-    last = load_checkpoint(trained_run / "last.safetensors")
-    x = torch.randn(2, 1, 32, 32)
+    best_epoch = json.loads((trained_run / "results.json").read_text())["epoch"]
+    assert read_checkpoint_description(trained_run / "best.safetensors")["epoch"] == best_epoch
+    best = load_file(str(trained_run / "best.safetensors"))
+    state = from_folder.model.state_dict()
+    assert best.keys() == state.keys() and all(torch.equal(state[k], best[k]) for k in best)
+    last = load_file(str(trained_run / "last.safetensors"))
+    assert (best_epoch == 4) == all(torch.equal(last[k], best[k]) for k in best)
     with torch.no_grad():
-        assert from_folder.model(x).shape == (2, 3)
-        best_epoch = json.loads((trained_run / "results.json").read_text())["epoch"]
-        if best_epoch == 4:
-            assert torch.equal(from_folder.model(x), last.model(x))
+        assert from_folder.model(torch.randn(2, 1, 32, 32)).shape == (2, 3)
 
 
 def test_truncated_checkpoint_is_a_clear_error(trained_run, tmp_path):

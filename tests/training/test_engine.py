@@ -40,11 +40,11 @@ def _optimizer_tensors(resume_file) -> dict:
             if isinstance(value, torch.Tensor)}
 
 
-def _whole_and_resumed(shapes, tmp_path, quiet, settings) -> tuple[RunFolder, RunFolder]:
-    """Train 2 epochs in one go ("whole") and 1 epoch then --resume for the second ("split"); check that the
+def _whole_and_resumed(shapes, tmp_path, quiet, settings, first: int = 1) -> tuple[RunFolder, RunFolder]:
+    """Train in one go ("whole") and `first` epochs then --resume for the rest ("split"); check that the
     weights, the best checkpoint and the optimizer state are the same tensors."""
     train(_config(shapes, tmp_path / "whole", **settings), console=quiet)
-    train(_config(shapes, tmp_path / "split", **{**settings, "epochs": 1}), console=quiet)
+    train(_config(shapes, tmp_path / "split", **{**settings, "epochs": first}), console=quiet)
     train(_config(shapes, tmp_path / "split", **settings), resume=True, console=quiet)
     whole, split = RunFolder(tmp_path / "whole"), RunFolder(tmp_path / "split")
     _assert_same_tensors(_tensors(whole.last), _tensors(split.last))
@@ -92,13 +92,40 @@ def test_run_folder_holds_everything(shapes, tmp_path, quiet):
         assert json.loads(f.metadata()["convzoo"])["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_resume_continues_bit_for_bit(shapes, tmp_path, quiet):
-    """2 epochs in one go == 1 epoch, then --resume for the second: every weight, buffer and optimizer tensor."""
-    settings = dict(lr_scheduler="step", lr_step_size=1, lr_gamma=0.5, random_crop_padding=2)
-    whole, split = _whole_and_resumed(shapes, tmp_path, quiet, settings)
-    assert whole.metrics.read_text().count("\n") == split.metrics.read_text().count("\n") == 3
-    assert json.loads(whole.results.read_text()) == json.loads(split.results.read_text()) | {
-        "train_seconds": json.loads(whole.results.read_text())["train_seconds"]}
+    """4 epochs in one go == 3 epochs, then --resume for the fourth, under reduce-on-plateau: every weight, the best
+    checkpoint, the optimizer tensors, the results and the schedule's state. The run is chosen so that resuming
+    has something to lose: the rate was already cut (after epoch 2), and the best epoch (3) is not the last, so
+    a resume that forgot the best metric so far or the schedule's state would end elsewhere."""
+    settings = dict(epochs=4, lr=0.01, lr_scheduler="plateau", lr_patience=0, lr_gamma=0.5)
+    whole, split = _whole_and_resumed(shapes, tmp_path, quiet, settings, first=3)
+    rows = list(csv.DictReader(whole.metrics.open()))
+    assert [float(r["lr"]) for r in rows][1:] == [0.01, 0.005, 0.005]  # cut once before the resume
+    results = json.loads(whole.results.read_text())
+    assert results["epoch"] == 3  # the best epoch is not the last
+    columns = ("epoch", "lr", "train_loss", "val_loss", "val_top1_accuracy")
+    assert [[r[c] for c in columns] for r in csv.DictReader(split.metrics.open())] == [[r[c] for c in columns]
+                                                                                       for r in rows]
+    assert results == json.loads(split.results.read_text()) | {"train_seconds": results["train_seconds"]}
+    whole_state, split_state = (torch.load(r.resume, weights_only=True) for r in (whole, split))
+    assert whole_state["schedule"] == split_state["schedule"]
+    assert whole_state["schedule"]["plateau_reductions"] == 2  # epoch 4 was worse than 3: cut again
+    assert (whole_state["best_epoch"], whole_state["best_metric"]) == (split_state["best_epoch"],
+                                                                       split_state["best_metric"]) == (3, 100.0)
+
+
+def test_a_resume_state_of_another_format_is_refused(shapes, tmp_path, quiet):
+    config = _config(shapes, tmp_path / "run", epochs=1)
+    train(config, console=quiet)
+    run = RunFolder(tmp_path / "run")
+    state = torch.load(run.resume, weights_only=True)
+    torch.save({**state, "format": state["format"] + 1}, run.resume)
+    with pytest.raises(RunFolderError, match="is not a convzoo resume state"):
+        train(_config(shapes, tmp_path / "run", epochs=2), resume=True, console=quiet)
+    torch.save([state], run.resume)
+    with pytest.raises(RunFolderError, match="is not a convzoo resume state"):
+        RunFolder(tmp_path / "run").load_resume_state()
 
 
 @pytest.mark.slow

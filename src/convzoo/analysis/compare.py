@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import UnknownModelError
+from ..io import atomic_write_with
 from ..registry import list_models, model_card
 from .summary import summary
 
@@ -145,8 +146,11 @@ def complexity_chart(rows: list[CompareRow], path: str | Path, title: str | None
         figure.text(0.01, 0.01, "not shown (no reported ImageNet top-1): " + ", ".join(left_off), fontsize=7,
                     wrap=True)
     figure.tight_layout(rect=(0, 0.04 if left_off else 0, 1, 1))
-    figure.savefig(path)
-    plt.close(figure)
+    try:
+        # savefig picks the format from the name: the temp file keeps `path`'s suffix.
+        atomic_write_with(path, figure.savefig)
+    finally:
+        plt.close(figure)
     return left_off
 
 

@@ -70,7 +70,9 @@ class TrainableSubsampling(nn.Module):
         self.bias = nn.Parameter(torch.empty(chans))
 
     def forward(self, x: Tensor) -> Tensor:
-        block_sums = F.avg_pool2d(x, kernel_size=2, stride=2, divisor_override=1)
+        # The sum of each 2x2 block, written as exactly 4 x its average: ONNX exporters drop avg_pool2d's
+        # divisor_override (an exported LeNet-5 would average, a quarter of the sum); x4 is exact in floating point.
+        block_sums = F.avg_pool2d(x, kernel_size=2, stride=2) * 4
         return block_sums * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
     def extra_repr(self) -> str:
