@@ -228,6 +228,6 @@ def test_train_refuses_a_spec_for_another_network_and_a_too_small_input(tmp_path
     assert main(["train", "lenet5", "--spec", str(path), "--out", str(tmp_path / "a")]) == 2
     assert "--spec describes a nas network" in capsys.readouterr().err
     assert main(["train", "nas", "--spec", str(path), "--input-size", "6", "--out", str(tmp_path / "b")]) == 2
-    assert "nas needs inputs of at least 7x7; --input-size 6x6 is smaller" in capsys.readouterr().err
+    assert "nas needs an input of at least 7x7 pixels; got 6x6" in capsys.readouterr().err
     assert main(["train", "nas", "--spec", str(tmp_path / "none.json"), "--out", str(tmp_path / "c")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -79,6 +79,15 @@ class TrainableSubsampling(nn.Module):
         return f"chans={self.weight.numel()}"
 
 
+def scatter_kernels(weight: Tensor, rows: Sequence[int], total: int) -> Tensor:
+    """`total` kernels of zeros, with weight[i] at row rows[i]."""
+    index = torch.tensor(rows, dtype=torch.long, device=weight.device)
+    return weight.new_zeros(total, *weight.shape[1:]).index_copy(0, index, weight)
+
+
+torch.fx.wrap("scatter_kernels")  # a leaf for torch.fx: it makes its index from plain numbers
+
+
 class PartiallyConnectedConv2d(nn.Module):
     """C3: a convolution whose output map i reads only the input maps in `table[i]`, run as one convolution.
 
@@ -103,15 +112,16 @@ class PartiallyConnectedConv2d(nn.Module):
                                  f"got {inputs}")
         # Where each stored kernel goes in the full (out * in) x k x k kernel: row out * in_chans + in.
         rows = [out * in_chans + i for out, inputs in enumerate(self.table) for i in inputs]
-        self.register_buffer("connections", torch.tensor(rows, dtype=torch.long), persistent=False)
+        # Plain numbers, not a buffer: a network built on the meta device and given storage by to_empty() must not
+        # find them uninitialised (a non-persistent buffer is in no state dict to load them back from).
+        self.connections = tuple(rows)
         self.weight = nn.Parameter(torch.empty(len(rows), kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(len(self.table)))
 
     def full_weight(self) -> Tensor:
         """The out x in x k x k kernel of the equivalent full convolution (zeros where the table has no link)."""
         out, k = len(self.table), self.kernel_size
-        full = self.weight.new_zeros(out * self.in_chans, k, k).index_copy(0, self.connections, self.weight)
-        return full.view(out, self.in_chans, k, k)
+        return scatter_kernels(self.weight, self.connections, out * self.in_chans).view(out, self.in_chans, k, k)
 
     def map_parameters(self, out: int) -> tuple[Tensor, Tensor]:
         """Output map `out`'s kernels (1 x len(table[out]) x k x k, views into `weight`) and bias (1 value)."""
