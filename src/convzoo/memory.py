@@ -52,6 +52,9 @@ MIB = 2**20
 # the U-Net in bf16 and channels_last (kernels cached for more shapes, the charts drawn) peaked exactly at the
 # estimate made with 176 MiB, with no margin left. 256 MiB covers both.
 RUNTIME_BYTES = 256 * MIB
+# The end-of-run explain gallery's work at once: its images with backward passes, and its occlusion batches.
+GALLERY_BATCH = 4
+OCCLUSION_BATCH = 32
 # The measured peak resident set of a command is within [estimate / ESTIMATE_FACTOR, estimate]: the estimate errs
 # high, at most by this factor. benchmarks/bench_memory.py measured 0.68-0.75 of the estimate (LeNet-5, ResNet-18
 # at 64, MobileNet v2 at 96, VGG-11 at 32, U-Nets at 64 at a quarter and at the paper's widths; one-epoch
@@ -479,6 +482,11 @@ class TrainingPlan:
     amp: bool = True                            # may train under bf16 autocast (AMP_ACTIVATION_FACTOR)
 
 
+def batch_activation_bytes(net: "NetworkFootprint", batch: int) -> int:
+    """What a forward and backward over `batch` images keep alive (float32)."""
+    return batch * (net.training_activation_bytes + net.inference_activation_bytes)
+
+
 def training_guard(plan: TrainingPlan, *, min_size: tuple[int, int] = (1, 1),
                    format_size: Callable[[tuple[int, int]], str] | None = None) -> Guard:
     """The guard of a training run (the engine's `train`, and every NAS child through it)."""
@@ -509,6 +517,12 @@ def training_guard(plan: TrainingPlan, *, min_size: tuple[int, int] = (1, 1),
                                  2 * ((1 + plan.weight_copies) * weights + states),
                                  "evaluation activations": eval_activations, "data set": plan.data_bytes},
         }
+        # the explain/ gallery at the end of a run (explain/gallery.py): a copy of the network, backward passes over
+        # its few images (Grad-CAM, the effective receptive field) and batches of occluded images (32 at a time)
+        phases["explain gallery"] = {"network weights": weights, "explained copy": weights,
+                                     "activations": GALLERY_BATCH * batch_activation_bytes(net, 1)
+                                     + OCCLUSION_BATCH * net.inference_activation_bytes,
+                                     "data set": plan.data_bytes}
         if plan.speed_trial:
             phases["speed trial"] = {"network weights": weights, "trial copy (weights, gradients, momentum)":
                                      weights + 2 * params, "activations": activations, "batch": batch_data,
