@@ -69,12 +69,12 @@ def test_available_memory_adds_what_this_process_holds():
 # --- the refusals of issue 11 --------------------------------------------------------------------------------------
 
 def test_unet_at_512_refused_with_the_largest_batch_and_size_that_fit(monkeypatch, tmp_path, capsys):
-    available = _machine_with(monkeypatch, 3 * GIB)
+    available = _machine_with(monkeypatch, 7.5 * GIB)
     out = tmp_path / "run"
     code = main(["train", "unet_padded", "--data", "digits-seg", "--input-size", "512", "--out", str(out)])
     message = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in message
-    assert "would need about" in message and "3.00 GiB is available" in message
+    assert "would need about" in message and "7.50 GiB is available" in message
     assert "convzoo train unet_padded --data digits-seg --input-size 512 --out" in message and "-b " in message
     assert not out.exists()  # refused before the run folder, the data or the network
     # The batch it names is the largest that fits: one more does not.

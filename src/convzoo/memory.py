@@ -54,7 +54,11 @@ MIB = 2**20
 RUNTIME_BYTES = 256 * MIB
 # The end-of-run explain gallery's work at once: its images with backward passes, and its occlusion batches.
 GALLERY_BATCH = 4
-OCCLUSION_BATCH = 32
+OCCLUSION_BATCH = 64  # explain/occlusion.py DEFAULT_BATCH
+# Drawing the gallery's figures (matplotlib, a PNG per image, method and class): a segmentation run's gallery
+# (unet_padded at 64x64, quarter widths, batch 8) peaked 871 MiB against 468 MiB with --no-explain, 400 MiB that
+# the tensors above do not explain; measured once on this machine kind (benchmarks/bench_memory.py), kept whole.
+GALLERY_DRAWING_BYTES = 400 * MIB
 # The measured peak resident set of a command is within [estimate / ESTIMATE_FACTOR, estimate]: the estimate errs
 # high, at most by this factor. benchmarks/bench_memory.py measured 0.68-0.75 of the estimate (LeNet-5, ResNet-18
 # at 64, MobileNet v2 at 96, VGG-11 at 32, U-Nets at 64 at a quarter and at the paper's widths; one-epoch
@@ -518,11 +522,11 @@ def training_guard(plan: TrainingPlan, *, min_size: tuple[int, int] = (1, 1),
                                  "evaluation activations": eval_activations, "data set": plan.data_bytes},
         }
         # the explain/ gallery at the end of a run (explain/gallery.py): a copy of the network, backward passes over
-        # its few images (Grad-CAM, the effective receptive field) and batches of occluded images (32 at a time)
+        # its few images (Grad-CAM, the effective receptive field) and batches of occluded images (64 at a time)
         phases["explain gallery"] = {"network weights": weights, "explained copy": weights,
                                      "activations": GALLERY_BATCH * batch_activation_bytes(net, 1)
                                      + OCCLUSION_BATCH * net.inference_activation_bytes,
-                                     "data set": plan.data_bytes}
+                                     "figures being drawn": GALLERY_DRAWING_BYTES, "data set": plan.data_bytes}
         if plan.speed_trial:
             phases["speed trial"] = {"network weights": weights, "trial copy (weights, gradients, momentum)":
                                      weights + 2 * params, "activations": activations, "batch": batch_data,
