@@ -210,6 +210,18 @@ def test_skip_bad_gives_the_next_readable_image_in_its_place_and_names_the_file(
 
 
 @pytest.mark.parametrize("skip_bad", [False, True])
+def test_a_split_iterates_once_over_its_images_and_an_index_past_the_end_is_an_index_error(image_tree, skip_bad):
+    # `for image, label in split` uses the sequence protocol; the skip_bad wrap-around once made it endless.
+    root = image_tree({"cat": 3, "dog": 2})
+    bundle = load_data(str(root), (3, 8, 8), val_split=0, skip_bad=skip_bad, **RGB_IDENTITY)
+    items = list(bundle.train)
+    assert len(items) == len(bundle.train) > 0
+    assert torch.equal(items[-1][0], bundle.train[-1][0])
+    with pytest.raises(IndexError):
+        bundle.train[len(bundle.train)]
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
 def test_dataloader_workers_name_the_file_in_the_main_process_and_share_the_marks(image_tree, skip_bad):
     root, cut = _cut_tree(image_tree)
     bundle = load_data(str(root), (3, 8, 8), val_split=0, skip_bad=skip_bad, **RGB_IDENTITY)

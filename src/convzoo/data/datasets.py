@@ -355,6 +355,11 @@ class SplitDataset(Dataset):
 
     def __getitem__(self, item: int):
         count = len(self.indices)
+        if not -count <= item < count:
+            # The sequence protocol: `for image, label in split` and list(split) stop here (the skip_bad
+            # wrap-around below must not turn an index past the end into an endless iteration).
+            raise IndexError(f"image {item} of a split of {count}")
+        item %= count
         for step in range(count):
             index = int(self.indices[(item + step) % count])
             if self.source.is_unreadable(index):
