@@ -56,13 +56,25 @@ def write_tiny_data(root: Path, kind: str, images: int = 40, size: int = 48, see
     return folder
 
 
+# A child's ru_maxrss starts at its parent's resident set (fork copies the parent's mappings, and exec keeps the
+# larger high-water mark): a command started straight from a 3 GB test worker would be "measured" at 3 GB. So a
+# small launcher process (a fresh interpreter, ~10 MB) starts the command and reports the command's own peak.
+_LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
+
 def run_and_measure(command: list[str], env: dict | None = None) -> tuple[int, int]:
-    """(exit status, peak resident bytes) of `command` run in a child process."""
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    child.stderr.close()
-    return child.returncode, usage.ru_maxrss * 1024  # KiB on Linux
+    """(exit status, peak resident bytes) of `command`, run by a small launcher process (see _LAUNCHER)."""
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "peak"
+        subprocess.run([sys.executable, "-c", _LAUNCHER, str(report), *command], env=env, check=True)
+        status, peak_kib = report.read_text().split()
+    return int(status), int(peak_kib) * 1024  # ru_maxrss is in KiB on Linux
 
 
 def measure_training(network: str, flags: list[str], data: Path, out: Path) -> dict:

@@ -13,7 +13,7 @@ from convzoo.training import make_config, train
 @pytest.fixture(scope="module")
 def lenet_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "lenet5"
-    train(make_config("lenet5", data="digits", out=str(out), epochs=1, threads=1))
+    train(make_config("lenet5", data="digits", out=str(out), epochs=1, threads=1, explain=False))
     return out
 
 

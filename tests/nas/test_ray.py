@@ -178,29 +178,53 @@ def test_gpus_per_child_reaches_the_ray_task_request(cluster):
         nas_search_config(args)[0].make_executor()
 
 
-def test_a_worker_node_removed_mid_search_leaves_every_child_accounted_for(cluster, serial4, tmp_path):
-    # Last in the module: it takes a node away. A round of 4 children, two at a time, one on each node; once the
-    # first is scored and both nodes are busy again, the CPU node goes, with the child it was training, which runs
-    # again on the other node.
+def test_a_worker_node_removed_mid_search_leaves_every_child_accounted_for(cluster, serial4, tmp_path, monkeypatch):
+    # Last in the module: it takes a node away. A round of 4 children, two at a time, one on each node. The first
+    # child to start on the CPU node waits there, announcing itself; once another child is scored (the search is
+    # under way) the CPU node goes, with the waiting child, which runs again on the other node. The child itself
+    # says when it is on the node: waiting for Ray's resource view to read "both nodes busy" raced with it (that
+    # view lags the nodes, so a node could be removed idle, and then no child was lost).
     out = tmp_path / "removed"
     board = SearchFolder(out).leaderboard_json
+    caught = tmp_path / "caught-on-the-cpu-node"
+    cpu_node = cluster["cpu_node"].node_id
 
-    def remove_node_after_the_first_child():
+    def waits_on_the_cpu_node(fn, *args):  # runs in a Ray worker (pickled by value: a function of this test)
+        import ray
+        import time
+
+        if ray.get_runtime_context().get_node_id() == cpu_node and not caught.exists():
+            caught.write_text(args[0]["train_config"]["out"])
+            time.sleep(300)  # until the node is removed under it (a deadline, should that never happen)
+        return fn(*args)
+
+    real = SearchConfig.make_executor
+
+    def announcing(config):
+        executor = real(config)
+        submit = executor.submit
+        executor.submit = lambda fn, *args: submit(waits_on_the_cpu_node, fn, *args)
+        return executor
+
+    def remove_the_cpu_node_under_its_child():
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (board.is_file() and json.loads(board.read_text())
-                                                   and ray.available_resources().get("CPU", 0) == 0):
+        while time.monotonic() < deadline and not (caught.exists() and board.is_file()
+                                                   and json.loads(board.read_text())):
             time.sleep(0.02)
         cluster["cluster"].remove_node(cluster["cpu_node"])
 
-    remover = threading.Thread(target=remove_node_after_the_first_child)
+    monkeypatch.setattr(SearchConfig, "make_executor", announcing)
+    remover = threading.Thread(target=remove_the_cpu_node_under_its_child)
     remover.start()
     try:
         result = search(SearchConfig(**ROUND, workers=2, executor="ray", address=cluster["address"], retries=1),
                         out, console=quiet())
     finally:
         remover.join()
+    lost = Path(caught.read_text()).name
     assert [row["index"] for row in result.rows] == [0, 1, 2, 3]
-    assert [row["attempts"] for row in result.rows if row["duplicate_of"] is None].count(2) == 1  # the lost child
+    assert [(Path(row["run"]).name, row["attempts"]) for row in result.rows
+            if row["duplicate_of"] is None and row["attempts"] != 1] == [(lost, 2)]  # the lost child, run again
     # every child scored, the lost one as it scores undisturbed, and the controller learnt from all of them
     assert scores(result.rows) == scores(SearchFolder(serial4).read_leaderboard())
     assert_same_controller(out, serial4)

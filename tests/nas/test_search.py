@@ -84,6 +84,7 @@ def test_reinforce_search_writes_its_folder_and_the_leaderboard_agrees_with_the_
         config = json.loads((child / "config.json").read_text())["config"]
         assert config["model"] == "nas" and spec_key(config["model_args"]["spec"]) == row["key"]
         assert config["epochs"] == 1 and config["threads"] == 1 and config["seed"] == 0
+        assert config["explain"] is False and not (child / "explain").exists()  # scored, not explained
         assert row["params"] > 0 and row["macs"] > 0
     best = max(rows, key=lambda r: (r["reward"], -r["index"]))
     saved_best = load_spec(reinforce4)  # the folder's best.json

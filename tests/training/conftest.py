@@ -54,10 +54,11 @@ def quiet() -> Console:
 
 @pytest.fixture(scope="session")
 def trained_run(shapes, tmp_path_factory) -> Path:
-    """A finished run folder: LeNet-5, 4 epochs on the shapes."""
+    """A finished run folder: LeNet-5, 4 epochs on the shapes (no explain/ gallery: tests/explain checks it)."""
     from convzoo.training import make_config, train
 
     out = tmp_path_factory.mktemp("trained") / "run"
-    train(make_config("lenet5", data=str(shapes), out=str(out), epochs=4, batch_size=16, threads=1),
+    train(make_config("lenet5", data=str(shapes), out=str(out), epochs=4, batch_size=16, threads=1,
+                      explain=False),
           console=Console(file=io.StringIO()))
     return out

@@ -10,7 +10,8 @@ from convzoo.cli import main
 
 
 def _train(shapes, out, *extra):
-    return main(["train", "lenet5", "--data", str(shapes), "--out", str(out), "-b", "16", "--threads", "1", *extra])
+    return main(["train", "lenet5", "--data", str(shapes), "--out", str(out), "-b", "16", "--threads", "1", "--no-explain",
+                 *extra])
 
 
 def test_train_then_resume_for_more_epochs(shapes, tmp_path, capsys):
@@ -100,7 +101,8 @@ def test_no_validation_images_is_refused_not_trained(shapes, tmp_path, capsys, q
         main(["train", "lenet5", "--data", str(shapes), "--val-split", "0"])
     assert "between 0 and 1" in capsys.readouterr().err
     with pytest.raises(DataError, match="no validation images.*--val-split 0.1"):
-        train(make_config("lenet5", data=str(shapes), out=str(tmp_path / "run"), val_split=0, epochs=1), console=quiet)
+        train(make_config("lenet5", data=str(shapes), out=str(tmp_path / "run"), val_split=0, epochs=1,
+                          explain=False), console=quiet)
     assert not (tmp_path / "run" / "config.json").exists()
 
 

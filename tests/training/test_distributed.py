@@ -22,7 +22,7 @@ SOURCE = str(Path(convzoo.__file__).resolve().parents[1])  # the nodes run from 
 LOOPBACK = ["--local-addr=127.0.0.1"]
 # float32 NCHW in both runs: the speed choice (training/speed.py) times steps, and timings differ run to run
 TRAIN = ["-m", "convzoo", "train", "lenet5", "--epochs", "3", "-b", "8", "--device", "cpu", "--no-amp",
-         "--no-channels-last"]
+         "--no-channels-last", "--no-explain"]
 
 
 def torchrun_env() -> dict:

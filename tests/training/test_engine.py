@@ -19,7 +19,9 @@ CLASSES = ("cross", "hbar", "vbar")  # the shapes fixture's classes, sorted as f
 
 def _config(shapes, out, **overrides):
     # Fixed layout and precision: runs that are compared with each other must not measure (training/speed.py).
-    settings = dict(data=str(shapes), out=str(out), epochs=2, batch_size=16, threads=1, amp=False, channels_last=False)
+    # No explain/ gallery (most of a tiny run's time): tests/explain checks the engine writes it.
+    settings = dict(data=str(shapes), out=str(out), epochs=2, batch_size=16, threads=1, amp=False, channels_last=False,
+                    explain=False)
     settings.update(overrides)
     return make_config(settings.pop("model", "lenet5"), **settings)
 
@@ -134,7 +136,8 @@ def test_a_killed_run_resumes_to_the_same_weights(shapes, tmp_path, monkeypatch,
     epochs, augmentation), with batch norm (resnet20): resuming gives exactly the uninterrupted run's weights
     and batch-norm statistics."""
     config = dict(epochs=3, random_crop_padding=1, model="resnet20")
-    whole = make_config(data=str(shapes), out=str(tmp_path / "whole"), batch_size=16, threads=1, **config)
+    whole = make_config(data=str(shapes), out=str(tmp_path / "whole"), batch_size=16, threads=1, explain=False,
+                        **config)
     train(whole, console=quiet)
 
     write_metrics = RunFolder.write_metrics
@@ -143,7 +146,8 @@ def test_a_killed_run_resumes_to_the_same_weights(shapes, tmp_path, monkeypatch,
         write_metrics(self, history)
         raise KeyboardInterrupt
 
-    killed = make_config(data=str(shapes), out=str(tmp_path / "killed"), batch_size=16, threads=1, **config)
+    killed = make_config(data=str(shapes), out=str(tmp_path / "killed"), batch_size=16, threads=1, explain=False,
+                        **config)
     monkeypatch.setattr(RunFolder, "write_metrics", killed_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(killed, console=quiet)

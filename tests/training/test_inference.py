@@ -21,7 +21,8 @@ def second_run(shapes, tmp_path_factory) -> Path:
     from rich.console import Console
 
     out = tmp_path_factory.mktemp("second") / "run"
-    train(make_config("lenet5", data=str(shapes), out=str(out), epochs=2, batch_size=16, threads=1, seed=1),
+    train(make_config("lenet5", data=str(shapes), out=str(out), epochs=2, batch_size=16, threads=1, seed=1,
+                      explain=False),
           console=Console(file=io.StringIO()))
     return out
 

@@ -51,7 +51,8 @@ def seg_run(canvases, tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("segrun") / "run"
     train(make_config("unet_padded", "segmentation", data=str(canvases), input_size=(32, 32), epochs=2,
-                      batch_size=4, val_split=0.25, model_args={"widths": TINY_WIDTHS}, out=str(out)),
+                      batch_size=4, val_split=0.25, model_args={"widths": TINY_WIDTHS}, out=str(out),
+                      explain=False),
           console=Console(file=io.StringIO()))
     return out
 
@@ -159,7 +160,8 @@ def test_engine_takes_the_aux_weight_from_the_network(monkeypatch, canvases, tmp
 
     monkeypatch.setattr(engine, "create_model", create)
     train(make_config("unet_padded", "segmentation", data=str(canvases), input_size=(16, 16), epochs=1,
-                      batch_size=8, val_split=0.25, model_args={"widths": [2, 4]}, out=str(tmp_path / "run")),
+                      batch_size=8, val_split=0.25, model_args={"widths": [2, 4]}, out=str(tmp_path / "run"),
+                      explain=False),
           console=Console(file=io.StringIO()))
     assert built["task"].aux_weight == network_weight
 

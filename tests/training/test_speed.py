@@ -99,7 +99,7 @@ def test_the_measurement_leaves_the_network_and_the_random_state_untouched():
 
 def test_the_engine_records_its_choice_and_keeps_it_on_resume(shapes, tmp_path, quiet):
     out = tmp_path / "run"
-    config = make_config("lenet5", data=str(shapes), out=str(out), epochs=1, batch_size=16, threads=1)
+    config = make_config("lenet5", data=str(shapes), out=str(out), epochs=1, batch_size=16, threads=1, explain=False)
     train(config, console=quiet)
     speed = json.loads((out / "config.json").read_text())["resolved"]["speed"]
     assert speed["how"] == "measured" and len(speed["step_ms"]) == 4
@@ -107,7 +107,7 @@ def test_the_engine_records_its_choice_and_keeps_it_on_resume(shapes, tmp_path, 
     state = RunFolder(out).load_resume_state()
     assert state["speed"] == {"channels_last": speed["channels_last"], "amp": speed["amp"]}
 
-    longer = make_config("lenet5", data=str(shapes), out=str(out), epochs=2, batch_size=16, threads=1)
+    longer = make_config("lenet5", data=str(shapes), out=str(out), epochs=2, batch_size=16, threads=1, explain=False)
     train(longer, resume=True, console=quiet)
     resumed = json.loads((out / "config.json").read_text())["resolved"]["speed"]
     assert resumed == {"channels_last": speed["channels_last"], "amp": speed["amp"], "how": "resumed", "step_ms": {}}
@@ -116,7 +116,7 @@ def test_the_engine_records_its_choice_and_keeps_it_on_resume(shapes, tmp_path, 
 def test_the_same_configuration_reuses_the_machines_choice_and_trains_to_the_same_weights(shapes, tmp_path, quiet):
     runs = [tmp_path / "first", tmp_path / "second"]
     for out in runs:
-        train(make_config("lenet5", data=str(shapes), out=str(out), epochs=1, batch_size=16, threads=1),
+        train(make_config("lenet5", data=str(shapes), out=str(out), epochs=1, batch_size=16, threads=1, explain=False),
               console=quiet)
     first, second = (json.loads((out / "config.json").read_text())["resolved"]["speed"] for out in runs)
     assert (first["how"], second["how"]) == ("measured", "cached")
@@ -128,13 +128,13 @@ def test_the_same_configuration_reuses_the_machines_choice_and_trains_to_the_sam
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     # another batch size is another configuration: measured anew
     other = tmp_path / "other"
-    train(make_config("lenet5", data=str(shapes), out=str(other), epochs=1, batch_size=8, threads=1), console=quiet)
+    train(make_config("lenet5", data=str(shapes), out=str(other), epochs=1, batch_size=8, threads=1, explain=False), console=quiet)
     assert json.loads((other / "config.json").read_text())["resolved"]["speed"]["how"] == "measured"
 
 
 def test_a_deterministic_run_does_not_measure(shapes, tmp_path, quiet):
     out = tmp_path / "run"
     train(make_config("lenet5", data=str(shapes), out=str(out), epochs=1, batch_size=16, threads=1,
-                      deterministic=True), console=quiet)
+                      deterministic=True, explain=False), console=quiet)
     speed = json.loads((out / "config.json").read_text())["resolved"]["speed"]
     assert speed == {"channels_last": False, "amp": False, "how": "set", "step_ms": {}}

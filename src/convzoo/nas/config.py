@@ -150,6 +150,9 @@ class SearchConfig:
             # fixed, not timed per run (training/speed.py): a reward must depend on the architecture, not on how
             # busy the machine was when the engine timed the layouts
             "amp": False, "channels_last": False,
+            # a child is scored, not looked at: no explain/ gallery (it took most of a small child's time; the
+            # user retrains the best spec, whose run draws one). train_settings={"explain": True} asks for it.
+            "explain": False,
             **{name: getattr(self, name) for name in _CHILD_SETTINGS}, **self.train_settings})
 
     def to_dict(self) -> dict:
