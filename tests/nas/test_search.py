@@ -237,6 +237,13 @@ def test_a_spec_that_cannot_be_built_scores_zero_untrained(tmp_path):
     assert not (tmp_path / "invalid" / "children").exists() and not (tmp_path / "invalid" / "best.json").exists()
 
 
+def test_the_search_memory_estimate_counts_a_gallery_only_where_its_children_draw_one():
+    from convzoo.nas.search import check_search_memory
+
+    assert "explain gallery" not in check_search_memory(tiny(budget=1)).phases  # children draw none
+    assert "explain gallery" in check_search_memory(tiny(budget=1, train_settings={"explain": True})).phases
+
+
 def test_budget_and_settings_errors(tmp_path):
     with pytest.raises(ValueError, match="budget must be at least 1"):
         tiny(budget=0)

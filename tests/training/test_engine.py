@@ -66,6 +66,8 @@ def test_run_folder_holds_everything(shapes, tmp_path, quiet):
     assert config["config"]["model"] == "lenet5" and config["config"]["recipe"] == "quick"
     assert config["data"]["classes"] == list(CLASSES)
     assert config["resolved"]["input_size"] == [1, 32, 32] and config["resolved"]["border"] == 2
+    # no explain/ gallery (explain=False): the memory estimate counts none either
+    assert "explain gallery" not in config["resolved"]["memory"]["phases"] and not (run.path / "explain").exists()
 
     rows = list(csv.DictReader(run.metrics.open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
