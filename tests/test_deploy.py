@@ -12,7 +12,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 import convzoo
 from convzoo.protocol import main_output
 from convzoo.deploy import fold_batch_norms, fold_conv_bn, optimize_for_inference
-from twins import DEEPER_TWINS
+from twins import (DEEPER_TWINS, FEWER_PARTS, FULL_HIDDEN, NARROW, NARROW_HIDDEN, create_sweep_model,
+                   module_kinds, on_meta)
 
 
 def relative_error(reference: torch.Tensor, other: torch.Tensor) -> float:
@@ -236,22 +237,44 @@ def test_the_sweep_list_holds_every_network_with_batch_norms():
     for name in convzoo.list_models():
         if convzoo.model_card(name).same_as is not None:
             continue
-        with torch.device("meta"):
-            has_norms = any(isinstance(m, _BatchNorm) for m in convzoo.create_model(name).modules())
+        has_norms = any(isinstance(m, _BatchNorm) for m in on_meta(name).modules())
         assert has_norms == (name in _WITH_BATCH_NORM), name
 
 
 @pytest.mark.slow
 def test_every_twin_is_made_of_its_representatives_blocks():
     """The sweeps leave out deeper twins (tests/twins.py): each must be of its representative's family and input
-    size and hold exactly the same kinds of modules, so the representative's checks cover its operations."""
+    size and hold exactly the same kinds of modules (for FEWER_PARTS: fewer modules, of no other kind), so the representative's
+    checks cover its operations."""
     for twin, representative in DEEPER_TWINS.items():
-        with torch.device("meta"):
-            built = [convzoo.create_model(name) for name in (twin, representative)]
-        kinds = [{type(module).__name__ for module in model.modules()} for model in built]
+        built = [on_meta(name) for name in (twin, representative)]
+        kinds = [module_kinds(model) for model in built]
         assert built[0].card.family == built[1].card.family, twin
         assert built[0].card.input_size == built[1].card.input_size, twin
-        assert kinds[0] == kinds[1], (twin, kinds[0] ^ kinds[1])
+        if twin in FEWER_PARTS:
+            assert kinds[0] <= kinds[1], (twin, kinds[0] - kinds[1])
+            assert len(list(built[0].modules())) < len(list(built[1].modules())), twin
+        else:
+            assert kinds[0] == kinds[1], (twin, kinds[0] ^ kinds[1])
+
+
+@pytest.mark.parametrize("name", NARROW)
+def test_a_narrow_build_differs_from_the_network_only_in_its_hidden_width(name):
+    """The sweeps build NARROW networks with NARROW_HIDDEN hidden units (tests/twins.py): the same modules under
+    the same names, every parameter of the same shape but for the 4096s of the hidden layers, which are
+    NARROW_HIDDEN, and those hidden layers hold most of the network's parameters."""
+    full = on_meta(name)
+    with torch.device("meta"):
+        narrow = create_sweep_model(name)
+    assert [(path, type(m)) for path, m in full.named_modules()] == [(path, type(m)) for path, m in narrow.named_modules()]
+    narrowed = 0
+    for (path, a), (_, b) in zip(full.named_parameters(), narrow.named_parameters()):
+        assert len(a.shape) == len(b.shape), path
+        for x, y in zip(a.shape, b.shape):
+            assert y == x or (x, y) == (FULL_HIDDEN, NARROW_HIDDEN), (path, a.shape, b.shape)
+        narrowed += a.numel() if a.shape != b.shape else 0
+    assert narrowed > 0.7 * sum(p.numel() for p in full.parameters())
+    assert sum(p.numel() for p in narrow.parameters()) < 0.3 * sum(p.numel() for p in full.parameters())
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 import convzoo
 from convzoo.models.features import FeatureExtractor
 from convzoo.protocol import Classifier, ConvzooModel
+from twins import DEEPER_TWINS, on_meta
 
 ALL = convzoo.list_models()
 CLASSIFIERS = convzoo.list_models(task="classification")
@@ -31,12 +32,11 @@ def is_real(name: str) -> bool:
     return convzoo.model_card(name).params <= REAL_LIMIT
 
 
-def build(name: str, real: bool, **kwargs) -> torch.nn.Module:
+def build(name: str, real: bool) -> torch.nn.Module:
     if real:
         torch.manual_seed(0)
-        return convzoo.create_model(name, **kwargs).eval()
-    with torch.device("meta"):
-        return convzoo.create_model(name, **kwargs).eval()
+        return convzoo.create_model(name).eval()
+    return on_meta(name)  # shared with the other sweeps: reset_classifier works on a copy
 
 
 def sample(name: str, real: bool, batch: int = 2, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -131,24 +131,26 @@ def sweep(name: str) -> Sweep:
     return Sweep(name)
 
 
-# Each network's checks share its Sweep: with pytest-xdist they run in one worker (--dist loadgroup).
-# The deepest networks cost seconds per pass, even on the meta device (per-operation overhead).
-DEEPEST = {"resnet1202", "preact_resnet1001"}
+# Each network's checks share its Sweep: with pytest-xdist they run in one worker (--dist loadgroup). The Sweep's
+# checks (traces, heads, stages) leave out the deeper twins (tests/twins.py): a twin is its representative's blocks,
+# more of them, built by the same builder (the 1000-layer ResNets cost seconds per pass even on the meta device).
+# A bare name builds its same_as network (test_zoo.py).
+SWEPT = [name for name in ALL if name not in DEEPER_TWINS and convzoo.model_card(name).same_as is None]
+SWEPT_CLASSIFIERS = [name for name in CLASSIFIERS if name not in DEEPER_TWINS]
 
 
 def by_network(names):
-    return [pytest.param(n, marks=[pytest.mark.xdist_group(n)] + ([pytest.mark.slow] if n in DEEPEST else []))
-            for n in names]
+    return [pytest.param(n, marks=pytest.mark.xdist_group(n)) for n in names]
 
 
-@pytest.mark.parametrize("name", by_network(ALL))
+@pytest.mark.parametrize("name", ALL)
 def test_the_network_implements_the_protocol(name):
-    model = sweep(name).model
+    model = on_meta(name)
     assert isinstance(model, ConvzooModel)
     assert isinstance(model, Classifier) == (convzoo.model_card(name).task == "classification")
 
 
-@pytest.mark.parametrize("name", by_network(CLASSIFIERS))
+@pytest.mark.parametrize("name", by_network(SWEPT_CLASSIFIERS))
 def test_forward_features_then_forward_head_is_the_forward(name):
     run = sweep(name)
     model = run.model
@@ -159,7 +161,7 @@ def test_forward_features_then_forward_head_is_the_forward(name):
     assert tuple(pre_logits.shape) == (2, model.num_features)
 
 
-@pytest.mark.parametrize("name", by_network(CLASSIFIERS))
+@pytest.mark.parametrize("name", by_network(SWEPT_CLASSIFIERS))
 def test_reset_classifier_gives_the_new_shape_and_keeps_the_body(name):
     run = sweep(name)
     model = copy.deepcopy(run.model)
@@ -176,7 +178,7 @@ def test_reset_classifier_gives_the_new_shape_and_keeps_the_body(name):
     assert all(after[k] is v for k, v in body.items())
 
 
-@pytest.mark.parametrize("name", by_network(CLASSIFIERS))
+@pytest.mark.parametrize("name", by_network(SWEPT_CLASSIFIERS))
 def test_num_classes_zero_returns_the_pooled_features(name):
     run = sweep(name)
     with torch.device("meta"):
@@ -186,7 +188,7 @@ def test_num_classes_zero_returns_the_pooled_features(name):
     assert model.num_features == run.model.num_features
 
 
-@pytest.mark.parametrize("name", by_network(CLASSIFIERS))
+@pytest.mark.parametrize("name", by_network(SWEPT_CLASSIFIERS))
 def test_feature_info_matches_the_features_only_outputs(name):
     """Channels equal, and each stage's map grows by exactly step/reduction pixels when the input grows by a
     step that every stride divides: the reduction, also for networks whose unpadded convolutions shrink."""
@@ -207,13 +209,13 @@ def test_feature_info_matches_the_features_only_outputs(name):
     assert run.features.shape == run.intermediates[-1].shape  # forward_features ends at the last stage
 
 
-@pytest.mark.parametrize("name", by_network(ALL))
+@pytest.mark.parametrize("name", by_network(SWEPT))
 def test_fx_symbolic_trace_equals_eager(name):
     run = sweep(name)
     assert_same(run.graph_outputs["output"], run.output, run.real)
 
 
-@pytest.mark.parametrize("name", by_network(CLASSIFIERS))
+@pytest.mark.parametrize("name", by_network(SWEPT_CLASSIFIERS))
 def test_fx_feature_extractor_returns_the_declared_stages(name):
     run = sweep(name)
     stages = run.model.feature_stages()

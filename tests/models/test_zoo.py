@@ -9,11 +9,15 @@ import convzoo
 from convzoo.protocol import main_output
 from convzoo.errors import InputSizeError
 from convzoo.registry import _entry
+from twins import DEEPER_TWINS, create_sweep_model, on_meta
 
 ALL = convzoo.list_models()
 CLASSIFIERS = convzoo.list_models(task="classification")
-# Forward+backward on real tensors at the smallest size; the largest networks are marked slow.
-SLOW = {name for name in CLASSIFIERS if convzoo.model_card(name).params > 60_000_000}
+# Forward and backward on real tensors check each kind of operation of a network: they leave out the deeper twins
+# (tests/twins.py, their representative's operations) and the bare names (their same_as network, checked below to be
+# it), and build the NARROW networks with fewer hidden units (the same graph). The shapes, counts and refusals are
+# checked on every network, on the meta device, each built once (twins.on_meta).
+REAL = [name for name in CLASSIFIERS if name not in DEEPER_TWINS and convzoo.model_card(name).same_as is None]
 
 
 def trainable(model):
@@ -26,18 +30,14 @@ def test_zoo_is_populated():
 
 @pytest.mark.parametrize("name", ALL)
 def test_parameter_count_matches_card(name):
-    card = convzoo.model_card(name)
-    with torch.device("meta"):
-        model = convzoo.create_model(name)
-    assert trainable(model) == card.params
+    assert trainable(on_meta(name)) == convzoo.model_card(name).params
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if convzoo.model_card(n).same_as is not None])
 def test_a_bare_name_builds_its_same_as_network(name):
     card = convzoo.model_card(name)
     target = convzoo.model_card(card.same_as)
-    with torch.device("meta"):
-        model, reference = convzoo.create_model(name), convzoo.create_model(card.same_as)
+    model, reference = on_meta(name), on_meta(card.same_as)
     shapes = {k: v.shape for k, v in model.state_dict().items()}
     assert shapes == {k: v.shape for k, v in reference.state_dict().items()}
     assert str(model) == str(reference)
@@ -49,8 +49,7 @@ def test_a_bare_name_builds_its_same_as_network(name):
 def test_default_input_gives_class_scores(name):
     card = convzoo.model_card(name)
     with torch.device("meta"):
-        model = convzoo.create_model(name).eval()
-        out = model(torch.empty(2, *card.input_size))
+        out = on_meta(name)(torch.empty(2, *card.input_size))
     assert tuple(out.shape) == (2, card.num_classes)
 
 
@@ -59,8 +58,8 @@ def test_smallest_input_is_tight(name):
     card = convzoo.model_card(name)
     c = card.input_size[0]
     h, w = card.min_input_size
+    model = on_meta(name)
     with torch.device("meta"):
-        model = convzoo.create_model(name).eval()
         assert main_output(model(torch.empty(1, c, h, w))).shape[1] == card.num_classes
         if h > 1:
             with pytest.raises(InputSizeError, match=f"at least {h}x{w}"):
@@ -72,12 +71,13 @@ def test_smallest_input_is_tight(name):
                 raw(torch.empty(1, c, h - 1, w - 1))
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in CLASSIFIERS])
+@pytest.mark.parametrize("name", REAL)
 def test_forward_backward_at_smallest_input(name):
     card = convzoo.model_card(name)
+    torch.set_num_threads(1)  # put back by conftest's _seed; two threads per xdist worker stall on 2 cores
     # Eval mode: at a 1x1 input a training-mode batch norm sees two values per channel, and over a hundred
     # such layers the backward overflows; that is the statistics of a tiny batch, not the architecture.
-    model = convzoo.create_model(name, num_classes=5, in_chans=2).eval()
+    model = create_sweep_model(name, num_classes=5, in_chans=2).eval()
     x = torch.randn(2, 2, *card.min_input_size)
     out = model(x)
     logits = out[0] if isinstance(out, tuple) else out
@@ -93,11 +93,9 @@ def test_forward_backward_at_smallest_input(name):
 @pytest.mark.parametrize("name", ALL)
 def test_wrong_channel_count_is_named(name):
     card = convzoo.model_card(name)
-    with torch.device("meta"):
-        model = convzoo.create_model(name)
-        wrong = card.input_size[0] + 1
-        with pytest.raises(InputSizeError, match=f"{card.input_size[0]}-channel"):
-            model(torch.empty(1, wrong, *card.input_size[1:]))
+    wrong = card.input_size[0] + 1
+    with torch.device("meta"), pytest.raises(InputSizeError, match=f"{card.input_size[0]}-channel"):
+        on_meta(name)(torch.empty(1, wrong, *card.input_size[1:]))
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -109,14 +107,13 @@ def test_card_is_complete(name):
 
 
 # "The small ones at their default size": the networks cheap enough to train at full resolution here.
-SMALL = [n for n in CLASSIFIERS
-         if convzoo.model_card(n).params < 5_000_000 or convzoo.model_card(n).input_size[1] <= 32]
+SMALL = [n for n in REAL if convzoo.model_card(n).params < 5_000_000 or convzoo.model_card(n).input_size[1] <= 32]
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if convzoo.model_card(n).params > 15_000_000
-                                  else n for n in SMALL])
+@pytest.mark.parametrize("name", SMALL)
 def test_forward_backward_at_default_input(name):
     card = convzoo.model_card(name)
+    torch.set_num_threads(1)
     model = convzoo.create_model(name).train()
     out = model(torch.randn(2, *card.input_size))
     logits = out[0] if isinstance(out, tuple) else out
