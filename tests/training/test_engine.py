@@ -137,7 +137,7 @@ def test_a_killed_run_resumes_to_the_same_weights(shapes, tmp_path, monkeypatch,
     """Killed right after epoch 1's checkpoint, under the default recipe (warm-up, cosine over the planned
     epochs, augmentation), with batch norm (resnet20): resuming gives exactly the uninterrupted run's weights
     and batch-norm statistics."""
-    config = dict(epochs=3, random_crop_padding=1, model="resnet20")
+    config = dict(epochs=3, random_crop_padding=1, model="resnet20", input_size=(8, 8))
     whole = make_config(data=str(shapes), out=str(tmp_path / "whole"), batch_size=16, threads=1, explain=False,
                         **config)
     train(whole, console=quiet)
