@@ -82,6 +82,7 @@ def test_truncated_file_is_a_clear_error(resnet18_file, tmp_path):
         convzoo.load_weights(convzoo.create_model("resnet18"), tmp_path / "nope.safetensors")
 
 
+@pytest.mark.slow  # the network that fits is found by building every registered network (on meta)
 def test_wrong_network_lists_keys_and_names_the_network_that_fits(resnet18_file):
     _, path = resnet18_file
     with pytest.raises(WeightsError) as info:

@@ -484,6 +484,7 @@ class TrainingPlan:
     processes: int = 1                          # runs at once, each in its own process (a search's workers)
     weight_copies: int = 0                      # more copies of the weights kept all along (an EMA of them)
     amp: bool = True                            # may train under bf16 autocast (AMP_ACTIVATION_FACTOR)
+    explain: bool = True                        # draws the explain/ gallery at the end (--no-explain: not)
 
 
 def batch_activation_bytes(net: "NetworkFootprint", batch: int) -> int:
@@ -523,10 +524,11 @@ def training_guard(plan: TrainingPlan, *, min_size: tuple[int, int] = (1, 1),
         }
         # the explain/ gallery at the end of a run (explain/gallery.py): a copy of the network, backward passes over
         # its few images (Grad-CAM, the effective receptive field) and batches of occluded images (64 at a time)
-        phases["explain gallery"] = {"network weights": weights, "explained copy": weights,
-                                     "activations": GALLERY_BATCH * batch_activation_bytes(net, 1)
-                                     + OCCLUSION_BATCH * net.inference_activation_bytes,
-                                     "figures being drawn": GALLERY_DRAWING_BYTES, "data set": plan.data_bytes}
+        if plan.explain:
+            phases["explain gallery"] = {"network weights": weights, "explained copy": weights,
+                                         "activations": GALLERY_BATCH * batch_activation_bytes(net, 1)
+                                         + OCCLUSION_BATCH * net.inference_activation_bytes,
+                                         "figures being drawn": GALLERY_DRAWING_BYTES, "data set": plan.data_bytes}
         if plan.speed_trial:
             phases["speed trial"] = {"network weights": weights, "trial copy (weights, gradients, momentum)":
                                      weights + 2 * params, "activations": activations, "batch": batch_data,

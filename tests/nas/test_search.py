@@ -182,22 +182,48 @@ def test_random_search_in_two_worker_processes(tmp_path):
     assert set(SearchFolder(tmp_path / "serial").load_state()["sampler"]) == {"rng"}
 
 
+def _first_child_waits(signs: str, fn, *args):
+    """Runs in a worker process, around a child: the first child to start writes its process id and run folder's
+    name to signs/victim and waits there (to be killed); any other writes signs/started-PID and trains."""
+    signs = Path(signs)
+    try:
+        victim = os.open(signs / "victim", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        (signs / f"started-{os.getpid()}").write_text("")
+        return fn(*args)
+    os.write(victim, f"{os.getpid()} {Path(args[0]['train_config']['out']).name}".encode())
+    os.close(victim)
+    time.sleep(300)  # until killed (a deadline, should that never happen)
+    return fn(*args)
+
+
 @pytest.mark.slow
-def test_a_child_whose_worker_process_dies_is_recorded_as_failed_and_the_search_goes_on(tmp_path):
+def test_a_child_whose_worker_process_dies_is_recorded_as_failed_and_the_search_goes_on(tmp_path, monkeypatch):
     # Two worker processes, no retries: a worker is killed once both children have started. The pool breaks, taking
     # every child not finished yet with it: each is recorded as failed, with the reason, and the search completes.
+    # The first child to start waits in its worker until that worker is killed, so the kill always takes a child
+    # still running (waiting for both run folders to appear raced with tiny children that finish in a second).
     out = tmp_path / "killed-worker"
+    signs = tmp_path / "signs"
+    signs.mkdir()
+    real = SearchConfig.make_executor
 
-    def kill_a_worker_once_both_children_train():
+    def announcing(config):
+        executor = real(config)
+        submit = executor.submit
+        executor.submit = lambda fn, *args: submit(_first_child_waits, str(signs), fn, *args)
+        return executor
+
+    def kill_the_waiting_worker_once_both_children_started():
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not all(
-                (out / "children" / name / "config.json").is_file() for name in ("0000", "0001")):
+        victim = signs / "victim"
+        while time.monotonic() < deadline and not (victim.is_file() and victim.read_text()
+                                                   and list(signs.glob("started-*"))):
             time.sleep(0.02)
-        workers = multiprocessing.active_children()
-        assert workers, "no worker process to kill"
-        os.kill(workers[0].pid, signal.SIGKILL)
+        os.kill(int(victim.read_text().split()[0]), signal.SIGKILL)
 
-    killer = threading.Thread(target=kill_a_worker_once_both_children_train)
+    monkeypatch.setattr(SearchConfig, "make_executor", announcing)
+    killer = threading.Thread(target=kill_the_waiting_worker_once_both_children_started)
     killer.start()
     try:
         result = run(tiny(method="random", budget=2, workers=2, retries=0), out)
@@ -205,7 +231,8 @@ def test_a_child_whose_worker_process_dies_is_recorded_as_failed_and_the_search_
         killer.join()
     assert [row["index"] for row in result.rows] == [0, 1]  # every child accounted for
     failed = [row for row in result.rows if row["error"] is not None]
-    assert failed  # at least the child of the killed process
+    killed = (signs / "victim").read_text().split()[1]
+    assert killed in [Path(row["run"]).name for row in failed]  # at least the child of the killed process
     for row in failed:
         assert row["reward"] == 0.0 and row["attempts"] == 1
         assert row["error"].startswith("failed: its worker was lost on all 1 runs; last: a worker process died")
@@ -235,6 +262,13 @@ def test_a_spec_that_cannot_be_built_scores_zero_untrained(tmp_path):
     assert [r["reward"] for r in result.rows] == [0.0, 0.0]
     assert all("layers[0].filter_height" in r["error"] for r in result.rows)
     assert not (tmp_path / "invalid" / "children").exists() and not (tmp_path / "invalid" / "best.json").exists()
+
+
+def test_the_search_memory_estimate_counts_a_gallery_only_where_its_children_draw_one():
+    from convzoo.nas.search import check_search_memory
+
+    assert "explain gallery" not in check_search_memory(tiny(budget=1)).phases  # children draw none
+    assert "explain gallery" in check_search_memory(tiny(budget=1, train_settings={"explain": True})).phases
 
 
 def test_budget_and_settings_errors(tmp_path):

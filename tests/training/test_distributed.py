@@ -22,7 +22,7 @@ SOURCE = str(Path(convzoo.__file__).resolve().parents[1])  # the nodes run from 
 LOOPBACK = ["--local-addr=127.0.0.1"]
 # float32 NCHW in both runs: the speed choice (training/speed.py) times steps, and timings differ run to run
 TRAIN = ["-m", "convzoo", "train", "lenet5", "--epochs", "3", "-b", "8", "--device", "cpu", "--no-amp",
-         "--no-channels-last", "--no-explain"]
+         "--no-channels-last"]
 
 
 def torchrun_env() -> dict:
@@ -31,7 +31,8 @@ def torchrun_env() -> dict:
 
 @pytest.fixture(scope="module")
 def two_processes(shapes, tmp_path_factory):
-    """LeNet-5 trained by two processes of one torchrun (one machine): the run folder and torchrun's output."""
+    """LeNet-5 trained by two processes of one torchrun (one machine), with the explain/ gallery rank 0 draws at the
+    end: the run folder and torchrun's output."""
     out = tmp_path_factory.mktemp("torchrun") / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *LOOPBACK,
                *TRAIN, "--data", str(shapes), "--out", str(out)]
@@ -62,6 +63,10 @@ def test_torchrun_two_processes_on_cpu(two_processes):
     for key, tensor in weights.items():  # the checkpoint and the resume state agree
         assert torch.equal(tensor, resume["model"][key]), key
     assert not any(name.startswith(".") for name in os.listdir(out))  # no temp files left by either rank
+    # the gallery, drawn by rank 0 alone while the other process has finished
+    assert done.stdout.count("explained: ") == 1
+    assert set(json.loads((out / "explain" / "index.json").read_text())["methods"]) == {
+        "feature-maps", "filters", "gradcam", "occlusion", "erf"}
 
 
 def free_loopback_port() -> int:
@@ -77,7 +82,7 @@ def test_torchrun_two_nodes_on_loopback_train_as_two_processes(shapes, two_proce
     # without a shared disk: rank 0 (whichever node it is) writes the run folder in its own.
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
                "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_loopback_port()}", "--rdzv-id=convzoo-test",
-               *LOOPBACK, *TRAIN, "--data", str(shapes), "--out", "run"]
+               *LOOPBACK, *TRAIN, "--no-explain", "--data", str(shapes), "--out", "run"]
     homes = [tmp_path / "node0", tmp_path / "node1"]
     env = {**torchrun_env(), "PYTHONPATH": os.pathsep.join(filter(None, [SOURCE, os.environ.get("PYTHONPATH")]))}
     nodes = []

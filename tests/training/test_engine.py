@@ -66,6 +66,8 @@ def test_run_folder_holds_everything(shapes, tmp_path, quiet):
     assert config["config"]["model"] == "lenet5" and config["config"]["recipe"] == "quick"
     assert config["data"]["classes"] == list(CLASSES)
     assert config["resolved"]["input_size"] == [1, 32, 32] and config["resolved"]["border"] == 2
+    # no explain/ gallery (explain=False): the memory estimate counts none either
+    assert "explain gallery" not in config["resolved"]["memory"]["phases"] and not (run.path / "explain").exists()
 
     rows = list(csv.DictReader(run.metrics.open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
@@ -135,7 +137,7 @@ def test_a_killed_run_resumes_to_the_same_weights(shapes, tmp_path, monkeypatch,
     """Killed right after epoch 1's checkpoint, under the default recipe (warm-up, cosine over the planned
     epochs, augmentation), with batch norm (resnet20): resuming gives exactly the uninterrupted run's weights
     and batch-norm statistics."""
-    config = dict(epochs=3, random_crop_padding=1, model="resnet20")
+    config = dict(epochs=3, random_crop_padding=1, model="resnet20", input_size=(8, 8))
     whole = make_config(data=str(shapes), out=str(tmp_path / "whole"), batch_size=16, threads=1, explain=False,
                         **config)
     train(whole, console=quiet)

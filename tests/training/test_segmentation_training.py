@@ -51,8 +51,7 @@ def seg_run(canvases, tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("segrun") / "run"
     train(make_config("unet_padded", "segmentation", data=str(canvases), input_size=(32, 32), epochs=2,
-                      batch_size=4, val_split=0.25, model_args={"widths": TINY_WIDTHS}, out=str(out),
-                      explain=False),
+                      batch_size=4, val_split=0.25, model_args={"widths": TINY_WIDTHS}, out=str(out)),
           console=Console(file=io.StringIO()))
     return out
 
@@ -71,6 +70,16 @@ def test_train_writes_segmentation_results_and_metrics(seg_run):
         assert (seg_run / picture).read_bytes()[:4] == b"\x89PNG"
     checkpoint = load_checkpoint(seg_run)
     assert checkpoint.task.name == "segmentation" and checkpoint.description["input_size"] == [1, 32, 32]
+
+
+def test_a_segmentation_run_ends_with_an_explain_gallery_of_its_first_test_canvases(seg_run):
+    index = json.loads((seg_run / "explain" / "index.json").read_text())
+    assert set(index["methods"]) == {"feature-maps", "filters", "gradcam", "occlusion", "erf"}
+    gradcam = json.loads((seg_run / "explain" / "gradcam" / "gradcam.json").read_text())
+    assert gradcam["images"] == ["test0", "test1", "test2", "test3"]  # masks are no classes: simply the first
+    for entry in index["methods"].values():
+        for png in entry["pngs"]:
+            assert (seg_run / "explain" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_eval_with_and_without_crf_counts_the_same_pixels(seg_run, canvases):

@@ -268,7 +268,7 @@ def check_search_memory(config: SearchConfig):
     plan = TrainingPlan(model="nas", model_args={"spec": spec}, input_size=config.input_size,
                         batch_size=config.batch_size, num_classes=facts.num_classes,
                         optimizer_states=optimizer_states(config.opt, config.momentum), speed_trial=False, amp=False,
-                        data_bytes=facts.memory_bytes,
+                        data_bytes=facts.memory_bytes, explain=config.child_train_config(spec, "-").explain,
                         processes=config.workers if config.executor == "local" and config.workers > 1 else 1)
     guard = training_guard(plan, format_size=lambda size: f"{channels}x{size[0]}x{size[1]}")
     return guard.check(force=config.force)

@@ -48,7 +48,7 @@ def check_memory(config, card: ModelCard, input_size: tuple[int, int, int], fact
         optimizer_states=optimizer_states(config.opt, config.momentum), segmentation=task == "segmentation",
         speed_trial=not config.deterministic and (config.amp is None or config.channels_last is None),
         resume=resume, data_bytes=facts.memory_bytes, weight_copies=int(config.model_ema is not None),
-        amp=config.amp is not False)
+        amp=config.amp is not False, explain=config.explain)
     return training_guard(plan, min_size=card.min_input_size).check(force=config.force)
 
 
