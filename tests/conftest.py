@@ -26,3 +26,10 @@ def _own_speed_cache(monkeypatch, tmp_path_factory):
     # The engine caches its channels_last/bf16 choice per machine (training/speed.py): each test starts without
     # one, and never writes the user's ~/.cache.
     monkeypatch.setenv("CONVZOO_CACHE", str(tmp_path_factory.mktemp("convzoo-cache")))
+
+
+@pytest.fixture
+def one_thread():
+    """One CPU thread for a test's real computation: on 2 cores, two threads per pytest-xdist worker stall each other
+    (_seed puts the count back after the test)."""
+    torch.set_num_threads(1)

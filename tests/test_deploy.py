@@ -279,13 +279,12 @@ def test_a_narrow_build_differs_from_the_network_only_in_its_hidden_width(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [name for name in _WITH_BATCH_NORM if name not in DEEPER_TWINS])
-def test_every_network_with_batch_norms_keeps_its_outputs(name):
+def test_every_network_with_batch_norms_keeps_its_outputs(name, one_thread):
     """Folding is an identity of arithmetic, so it is checked in float64: in float32 a deep random network
     amplifies rounding past any fixed bound (measured on se_resnet152 over 4 seeds and 1-2 threads: float32
     against float64 differed by 0.002 to 0.50 relative, folded or not), while float64 rounding stays far below
     any folding mistake (a wrong scale or shift moves the outputs by O(1))."""
     card = convzoo.model_card(name)
-    torch.set_num_threads(1)  # put back by conftest's _seed; two threads per xdist worker stall on 2 cores
     size = max(card.min_input_size[0], min(32, card.input_size[1]))
     # NARROW networks with fewer hidden units (tests/twins.py): the same convolutions and batch norms.
     model = create_sweep_model(name, num_classes=10).double()

@@ -219,14 +219,6 @@ _SWEEP = [name for name in convzoo.list_models(task="classification") + convzoo.
           if convzoo.model_card(name).same_as is None and name not in DEEPER_TWINS]
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _SWEEP)
 def test_onnx_equals_pytorch_for_every_network(name, tmp_path, one_thread):

@@ -70,8 +70,7 @@ def small_input(name: str) -> tuple[int, int, int]:
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in CLASSIFIERS])
-def test_every_method_runs_on_every_classifier(name):
-    torch.set_num_threads(1)  # put back by conftest's _seed; two threads per xdist worker stall on 2 cores
+def test_every_method_runs_on_every_classifier(name, one_thread):
     size = small_input(name)
     batch = torch.randn(1, *size)
     subject = prepare(cheap_model(name, size), copy_model=False)

@@ -47,9 +47,8 @@ def test_odd_input_size_keeps_its_size(name):
 
 # Dilation8's smallest input (185) is 557 pixels once reflection-padded by its margin: seconds of convolution.
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "dilated8" else n for n in REAL])
-def test_forward_backward_at_smallest_input(name):
+def test_forward_backward_at_smallest_input(name, one_thread):
     torch.manual_seed(0)
-    torch.set_num_threads(1)  # put back by conftest's _seed; two threads per xdist worker stall on 2 cores
     card = convzoo.model_card(name)
     model = create_sweep_model(name, num_classes=5, in_chans=2).eval()
     x = torch.randn(1, 2, *card.min_input_size)

@@ -72,9 +72,8 @@ def test_smallest_input_is_tight(name):
 
 
 @pytest.mark.parametrize("name", REAL)
-def test_forward_backward_at_smallest_input(name):
+def test_forward_backward_at_smallest_input(name, one_thread):
     card = convzoo.model_card(name)
-    torch.set_num_threads(1)  # put back by conftest's _seed; two threads per xdist worker stall on 2 cores
     # Eval mode: at a 1x1 input a training-mode batch norm sees two values per channel, and over a hundred
     # such layers the backward overflows; that is the statistics of a tiny batch, not the architecture.
     model = create_sweep_model(name, num_classes=5, in_chans=2).eval()
@@ -111,9 +110,8 @@ SMALL = [n for n in REAL if convzoo.model_card(n).params < 5_000_000 or convzoo.
 
 
 @pytest.mark.parametrize("name", SMALL)
-def test_forward_backward_at_default_input(name):
+def test_forward_backward_at_default_input(name, one_thread):
     card = convzoo.model_card(name)
-    torch.set_num_threads(1)
     model = convzoo.create_model(name).train()
     out = model(torch.randn(2, *card.input_size))
     logits = out[0] if isinstance(out, tuple) else out
