@@ -285,8 +285,10 @@ def test_every_network_with_batch_norms_keeps_its_outputs(name):
     against float64 differed by 0.002 to 0.50 relative, folded or not), while float64 rounding stays far below
     any folding mistake (a wrong scale or shift moves the outputs by O(1))."""
     card = convzoo.model_card(name)
+    torch.set_num_threads(1)  # put back by conftest's _seed; two threads per xdist worker stall on 2 cores
     size = max(card.min_input_size[0], min(32, card.input_size[1]))
-    model = convzoo.create_model(name, num_classes=10).double()
+    # NARROW networks with fewer hidden units (tests/twins.py): the same convolutions and batch norms.
+    model = create_sweep_model(name, num_classes=10).double()
     with torch.no_grad():
         # Statistics of a batch of images (a 1000-layer network with random statistics overflows) and affine
         # parameters away from 1 and 0, so that folding changes every convolution.

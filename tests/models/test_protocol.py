@@ -128,6 +128,7 @@ class Sweep:
 
 @functools.lru_cache(maxsize=None)
 def sweep(name: str) -> Sweep:
+    torch.set_num_threads(1)  # put back by conftest's _seed; two threads per xdist worker stall on 2 cores
     return Sweep(name)
 
 
