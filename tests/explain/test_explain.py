@@ -25,8 +25,10 @@ def _inside(point, boxes) -> bool:
     return any(top <= row < bottom and left <= col < right for top, left, bottom, right in boxes)
 
 
-# The tests of the trained run: the session's ResNet-20 on the digits (conftest.py) takes over 10 s to train.
+# The tests of the trained run: the session's ResNet-20 on the digits (conftest.py) takes over 10 s to train; one
+# xdist worker runs them all, so it is trained once.
 @pytest.mark.slow
+@pytest.mark.xdist_group("explain-digits-run")
 def test_gradcam_peak_falls_inside_the_asked_digit_far_more_often_than_chance(digits_run, canvases):
     subject = prepare(digits_run)
     pairs = _targets(canvases)
@@ -48,6 +50,7 @@ def test_gradcam_peak_falls_inside_the_asked_digit_far_more_often_than_chance(di
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("explain-digits-run")
 def test_occluding_the_digit_lowers_its_probability_more_than_occluding_as_much_background(digits_run, canvases):
     # Zeiler & Fergus' experiment on each digit that is once on its canvas, seen as the classifier was trained
     # (Canvases.around: the digit fills the centre 8x8 of 16x16). Hiding the digit's 8x8 centre is compared
@@ -77,6 +80,7 @@ def test_occluding_the_digit_lowers_its_probability_more_than_occluding_as_much_
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("explain-digits-run")
 def test_occlusion_map_is_lowest_over_the_digit(digits_run, canvases):
     subject = prepare(digits_run)
     i, label = next((i, label) for i, label in _targets(canvases) if len(canvases.boxes(i, label)) == 1)
@@ -90,6 +94,7 @@ def test_occlusion_map_is_lowest_over_the_digit(digits_run, canvases):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("explain-digits-run")
 def test_cam_and_gradcam_agree_on_a_global_average_pooling_network(digits_run, canvases):
     # With global average pooling and one linear layer, Grad-CAM's channel weights are the classifier's
     # weights divided by the map's positions: Grad-CAM = ReLU(CAM) / positions.
@@ -117,6 +122,7 @@ def test_erf_of_a_network_of_linear_layers_is_its_theoretical_receptive_field_ex
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("explain-digits-run")
 def test_erf_of_the_trained_resnet_lies_inside_its_theoretical_field_and_gathers_at_its_centre(digits_run, canvases):
     subject = prepare(digits_run)
     images = canvases.images[:8]
@@ -132,6 +138,7 @@ def test_erf_of_the_trained_resnet_lies_inside_its_theoretical_field_and_gathers
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("explain-digits-run")
 def test_the_engine_writes_an_explain_gallery_of_test_images(digits_run):
     assert "explain gallery" in json.loads((digits_run / "config.json").read_text())["resolved"]["memory"]["phases"]
     index = json.loads((digits_run / "explain" / "index.json").read_text())
@@ -145,6 +152,7 @@ def test_the_engine_writes_an_explain_gallery_of_test_images(digits_run):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("explain-digits-run")
 def test_explain_command_writes_pngs_json_and_npz_for_an_image_file(digits_run, tmp_path, capsys):
     from PIL import Image
 
@@ -163,6 +171,7 @@ def test_explain_command_writes_pngs_json_and_npz_for_an_image_file(digits_run, 
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("explain-digits-run")
 def test_bad_requests_get_one_line_naming_the_fix(digits_run, tmp_path, capsys):
     subject = prepare(digits_run)
     batch = torch.zeros(1, 3, 16, 16)

@@ -8,7 +8,9 @@ import pytest
 import convzoo
 from convzoo.registry import model_card
 
-pytestmark = pytest.mark.slow  # a browser and a training run: several seconds
+# A browser and a training run: several seconds. One xdist worker runs them all, so the run, the site and the
+# browser (session fixtures, conftest.py) are made once, not once a worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("explore-browser")]
 
 
 def open_site(page, site, route: str) -> None:

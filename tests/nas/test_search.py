@@ -33,6 +33,8 @@ search_module = importlib.import_module("convzoo.nas.search")
 TINY = dict(input_size=(1, 8, 8), space=SearchSpace(filter_sizes=(1, 3), num_filters=(4, 8)), start_layers=2,
             epochs=1, reward_epochs=1, children_per_update=2, batch_size=16)
 
+# The tests that read the reference search (the reinforce4 fixture) run in one xdist worker: it is made once.
+ON_REINFORCE4 = pytest.mark.xdist_group("reinforce4")
 
 
 def tiny(**overrides) -> SearchConfig:
@@ -61,6 +63,7 @@ def reinforce4(tmp_path_factory) -> Path:
     return out
 
 
+@ON_REINFORCE4
 def test_reinforce_search_writes_its_folder_and_the_leaderboard_agrees_with_the_children(reinforce4):
     folder = SearchFolder(reinforce4)
     rows = json.loads(folder.leaderboard_json.read_text())
@@ -112,6 +115,7 @@ def trained_children(monkeypatch) -> list[str]:
     return trained
 
 
+@ON_REINFORCE4
 def test_resume_after_a_kill_is_exact_and_retrains_nothing(reinforce4, tmp_path, trained_children, monkeypatch):
     counting = search_module.train_child
 
@@ -136,6 +140,7 @@ def test_resume_after_a_kill_is_exact_and_retrains_nothing(reinforce4, tmp_path,
     _assert_same_search(out, reinforce4)
 
 
+@ON_REINFORCE4
 def test_extending_the_budget_on_resume_equals_the_longer_search(reinforce4, tmp_path, trained_children):
     out = tmp_path / "extended"
     run(tiny(budget=3), out)  # stops mid-round: 1 update; child #2 scored but not yet learnt from
@@ -283,6 +288,7 @@ def test_budget_and_settings_errors(tmp_path):
     assert SearchConfig.from_dict(tiny().to_dict()) == tiny()
 
 
+@ON_REINFORCE4
 def test_resume_of_another_search_names_the_setting_and_touches_nothing(reinforce4, tmp_path):
     before = hashes(reinforce4)
     with pytest.raises(RunFolderError, match=r"lr \(saved 0.1, given 0.5\)"):

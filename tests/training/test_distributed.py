@@ -15,6 +15,9 @@ from safetensors.torch import load_file
 
 import convzoo
 
+# The two-node test compares with the module's two-process run: one xdist worker runs both, so it runs once.
+pytestmark = pytest.mark.xdist_group("torchrun")
+
 SOURCE = str(Path(convzoo.__file__).resolve().parents[1])  # the nodes run from their own folders: this convzoo
 
 

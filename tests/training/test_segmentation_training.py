@@ -20,6 +20,9 @@ from convzoo.training import evaluate_checkpoints, load_checkpoint, make_config,
 from convzoo.training.losses import CEDiceLoss
 from convzoo.training.tasks import Segmentation, build_task
 
+# Most tests read the module's trained run (seg_run): one xdist worker runs them all, so it is trained once.
+pytestmark = pytest.mark.xdist_group("segmentation-run")
+
 TINY_WIDTHS = [4, 8, 16, 32, 64]
 
 
