@@ -60,10 +60,12 @@ OCCLUSION_BATCH = 64  # explain/occlusion.py DEFAULT_BATCH
 # the tensors above do not explain; measured once on this machine kind (benchmarks/bench_memory.py), kept whole.
 GALLERY_DRAWING_BYTES = 400 * MIB
 # The measured peak resident set of a command is within [estimate / ESTIMATE_FACTOR, estimate]: the estimate errs
-# high, at most by this factor. benchmarks/bench_memory.py measured 0.68-0.75 of the estimate (LeNet-5, ResNet-18
-# at 64, MobileNet v2 at 96, VGG-11 at 32, U-Nets at 64 at a quarter and at the paper's widths; one-epoch
-# `convzoo train` runs in fresh processes), the whole no-flag `convzoo train unet_padded --data digits-seg`
-# 0.75-0.85, the U-Net at 512x512 0.87; the same run varies by up to ~0.1 from one process to the next. It
+# high, at most by this factor. benchmarks/bench_memory.py measured 0.67-0.92 of the estimate (ResNet-18 at 64,
+# MobileNet v2 at 96, VGG-11 at 32, U-Nets at 64 at a quarter and at the paper's widths; one-epoch `convzoo train`
+# runs in fresh processes, with the explain gallery) and LeNet-5 0.46 (its fixed parts, the runtime growth and
+# the gallery's drawing, are most of its estimate: safe, and it fits in under 1 GiB), the whole no-flag
+# `convzoo train unet_padded --data digits-seg` 0.90, the U-Net at 512x512 0.87; the same run varies by up to
+# ~0.1 from one process to the next. It
 # errs high because every phase counts its worst case (the resume state serialised twice over, each batch three
 # times, the backward's buffers as large as the forward's peak): a refusal must never come from an optimistic
 # estimate, and a factor of 2 at worst still lets every run through that needs less than half the memory left.
@@ -522,10 +524,12 @@ def training_guard(plan: TrainingPlan, *, min_size: tuple[int, int] = (1, 1),
                                  2 * ((1 + plan.weight_copies) * weights + states),
                                  "evaluation activations": eval_activations, "data set": plan.data_bytes},
         }
-        # the explain/ gallery at the end of a run (explain/gallery.py): a copy of the network, backward passes over
-        # its few images (Grad-CAM, the effective receptive field) and batches of occluded images (64 at a time)
+        # the explain/ gallery at the end of a run (explain/gallery.py): a copy of the network read from the best
+        # checkpoint, with the gradients its backward passes leave (Grad-CAM, the effective receptive field), over
+        # its few images, and batches of occluded images (64 at a time); the trained network, its last gradients
+        # and the optimizer's state are still held (the full-width U-Net peaked 12% above an estimate without them)
         if plan.explain:
-            phases["explain gallery"] = {"network weights": weights, "explained copy": weights,
+            phases["explain gallery"] = {**trained, "explained copy": weights, "explained copy's gradients": params,
                                          "activations": GALLERY_BATCH * batch_activation_bytes(net, 1)
                                          + OCCLUSION_BATCH * net.inference_activation_bytes,
                                          "figures being drawn": GALLERY_DRAWING_BYTES, "data set": plan.data_bytes}
