@@ -31,11 +31,12 @@ import json, statistics, sys, time
 import numpy as np
 runner, onnx_file, model, batch, size, threads, calls = sys.argv[1:8]
 batch, size, threads, calls = int(batch), int(size), int(threads), int(calls)
-images = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
+import torch
+torch.set_num_threads(threads)
+import convzoo
+channels = convzoo.model_card(model).input_size[0]
+images = np.random.default_rng(0).standard_normal((batch, channels, size, size), dtype=np.float32)
 if runner == "compiled":
-    import torch
-    torch.set_num_threads(threads)
-    import convzoo
     fast = convzoo.optimize_for_inference(convzoo.create_model(model).eval(), compile=True)
     tensor = torch.from_numpy(images)
     def step():
@@ -67,6 +68,7 @@ def main() -> int:
     args = parser.parse_args()
     from convzoo.engines import missing
     from convzoo.export import export
+    from convzoo.registry import model_card
 
     runners = [runner for runner in RUNNERS if runner == "compiled" or not missing(runner)]
     if "onnxruntime" not in runners:
@@ -75,7 +77,9 @@ def main() -> int:
     failed = False
     with tempfile.TemporaryDirectory() as folder:
         onnx_file = Path(folder) / f"{args.model}.onnx"
-        export(args.model, format="onnx", out=onnx_file, input_size=(3, args.input_size, args.input_size), check=False)
+        channels = model_card(args.model).input_size[0]
+        export(args.model, format="onnx", out=onnx_file, input_size=(channels, args.input_size, args.input_size),
+               check=False)
         print(f"{args.model}, batch {args.batch}, {args.input_size}x{args.input_size}; load average "
               f"{os.getloadavg()[0]:.2f} at the start")
         for threads in (int(part) for part in args.threads.split(",")):
@@ -84,7 +88,10 @@ def main() -> int:
                 for runner in runners:
                     done = subprocess.run([sys.executable, "-c", _CHILD, runner, str(onnx_file), args.model,
                                            str(args.batch), str(args.input_size), str(threads), str(args.calls)],
-                                          capture_output=True, text=True, check=True)
+                                          capture_output=True, text=True)
+                    if done.returncode != 0:
+                        print(f"{runner}: {done.stderr.strip().splitlines()[-1]}")
+                        return 1
                     rates[runner].append(json.loads(done.stdout.strip().splitlines()[-1])["images_per_s"])
             ratios = [compiled / engine for compiled, engine in zip(rates["compiled"], rates["onnxruntime"])]
             failed |= statistics.median(ratios) < TARGET
