@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from convzoo import create_model, model_card
-from convzoo.bench import (against_markdown, matmul_peak, run_against, run_benchmark, time_round_robin,
+from convzoo.bench import (against_markdown, fastest_runners, matmul_peak, run_against, run_benchmark, time_round_robin,
                            to_markdown)
 from convzoo.cli import main
 from convzoo.engines import ENGINES, engine_runner, missing
@@ -75,7 +75,10 @@ def test_against_an_engine_every_path_is_timed_round_robin_and_rated_against_the
         assert row["images_per_s"] == pytest.approx(2e3 / row["ms_per_batch"])
         assert row["vs_best_engine"] == pytest.approx(row["images_per_s"] / engine["images_per_s"])
     assert "onnxruntime" in result["machine"]["engines"]
-    assert "| resnet18 | 2 | 32 | 1 | fast eager |" in against_markdown(result)
+    markdown = against_markdown(result)
+    assert "| resnet18 | 2 | 32 | 1 | fast eager |" in markdown
+    fastest = max(rows, key=lambda row: row["images_per_s"])["runner"]
+    assert f"- resnet18, batch 2, 1 thread: {fastest} (" in markdown.split("Fastest here:")[1]
 
 
 def test_round_robin_runs_each_step_in_turn_and_pauses_untimed_before_each_run_when_asked():
@@ -94,6 +97,34 @@ def test_round_robin_runs_each_step_in_turn_and_pauses_untimed_before_each_run_w
     assert len(timed["a"]) == len(timed["b"]) == 3
     # The pause is not timed: each run counts its own sleep, not the 0.2 s before it.
     assert all(0.01 <= t < 0.2 for t in timed["a"]) and all(0.02 <= t < 0.2 for t in timed["b"])
+
+
+def _row(model, runner, images_per_s, batch=8, size=224, threads=1):
+    return {"model": model, "runner": runner, "batch": batch, "input_size": size, "threads": threads,
+            "images_per_s": images_per_s, "ms_per_batch": batch * 1e3 / images_per_s, "setup_s": 1.0,
+            "vs_best_engine": None}
+
+
+def test_the_fastest_runner_of_each_group_is_named_with_how_to_run_the_network_that_way():
+    result = {"rows": [
+        _row("resnet50", "compiled", 12.5), _row("resnet50", "onnxruntime", 12.84),
+        _row("resnet50", "openvino", 13.21),
+        _row("deeplabv3_resnet50", "compiled", 2.46, size=160),
+        _row("deeplabv3_resnet50", "onnxruntime", 2.32, size=160),
+        _row("resnet50", "compiled", 25.0, threads=2), _row("resnet50", "onnxruntime", 24.0, threads=2)]}
+    fastest = {(best["model"], best["input_size"], best["threads"]): best for best in fastest_runners(result)}
+    engine = fastest[("resnet50", 224, 1)]
+    assert engine["runner"] == "openvino" and engine["lead"] == pytest.approx(13.21 / 12.84)
+    assert engine["compiled_share"] == pytest.approx(12.5 / 13.21)
+    # At the card's size the export needs no --input; elsewhere it is given, with the card's channels.
+    assert engine["how"] == ("convzoo export resnet50 --format onnx --out resnet50.onnx, "
+                             "then openvino.Core().compile_model")
+    own = fastest[("deeplabv3_resnet50", 160, 1)]
+    assert own["runner"] == "compiled" and own["how"] == "convzoo.optimize_for_inference(model, compile=True)"
+    assert fastest[("resnet50", 224, 2)]["runner"] == "compiled"
+    result["rows"] = [_row("deeplabv3_resnet50", "onnxruntime", 3.0, size=160)]
+    assert fastest_runners(result)[0]["how"].startswith(
+        "convzoo export deeplabv3_resnet50 --format onnx --out deeplabv3_resnet50.onnx --input 3x160x160, then")
 
 
 def test_engines_run_the_exported_file_with_pytorchs_outputs(tmp_path):

@@ -502,8 +502,49 @@ def _engine_version(engine: str) -> str:
     return importlib.metadata.version(engine)
 
 
+# How to run a network the fastest way `run_against` found: convzoo's path, or the engine on the exported file.
+_HOW_TO_RUN = {
+    "eager": "convzoo.create_model(name).eval()",
+    "fast eager": "convzoo.optimize_for_inference(model)",
+    "compiled": "convzoo.optimize_for_inference(model, compile=True)",
+    "onnxruntime": "convzoo export {name} --format onnx --out {name}.onnx{input}, then onnxruntime.InferenceSession",
+    "openvino": "convzoo export {name} --format onnx --out {name}.onnx{input}, then openvino.Core().compile_model",
+}
+
+
+def _export_input(model: str, size: int) -> str:
+    """`convzoo export`'s --input for a network timed at size x size: nothing when that is its card's size."""
+    from .registry import model_card
+
+    channels, height, width = model_card(model).input_size
+    return "" if (height, width) == (size, size) else f" --input {channels}x{size}x{size}"
+
+
+def fastest_runners(result: dict) -> list[dict]:
+    """For each (network, batch, input size, threads) of a `run_against` result, the fastest runner, its lead over
+    the next fastest, and how to run the network that way here: convzoo's own path, or `convzoo export` and the
+    engine (with the compiled path's images/s over it, so a reader sees what staying with convzoo costs)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in result["rows"]:
+        groups.setdefault((row["model"], row["batch"], row["input_size"], row["threads"]), []).append(row)
+    fastest = []
+    for (model, batch, size, threads), rows in groups.items():
+        ranked = sorted(rows, key=lambda row: -row["images_per_s"])
+        best = ranked[0]
+        compiled = next((row for row in rows if row["runner"] == "compiled"), None)
+        fastest.append({
+            "model": model, "batch": batch, "input_size": size, "threads": threads, "runner": best["runner"],
+            "images_per_s": best["images_per_s"],
+            "lead": best["images_per_s"] / ranked[1]["images_per_s"] if len(ranked) > 1 else None,
+            "compiled_share": compiled["images_per_s"] / best["images_per_s"] if compiled else None,
+            "how": _HOW_TO_RUN[best["runner"]].format(name=model, input=_export_input(model, size)),
+        })
+    return fastest
+
+
 def against_markdown(result: dict) -> str:
-    """`run_against`'s rows as a markdown table, headed by the machine, the engines and the load average."""
+    """`run_against`'s rows as a markdown table, headed by the machine, the engines and the load average, and
+    followed by the fastest way to run each network here (`fastest_runners`)."""
     machine, load = result["machine"], result["load_average"]
     engines = ", ".join(f"{name} {version}" for name, version in machine["engines"].items()) or "no engine"
     lines = [f"{machine['cpu']}, torch {machine['torch']}, {engines}; load average (1, 5, 15 min) "
@@ -515,6 +556,14 @@ def against_markdown(result: dict) -> str:
         ratio = "-" if r["vs_best_engine"] is None else f"{r['vs_best_engine']:.2f}"
         lines.append(f"| {r['model']} | {r['batch']} | {r['input_size']} | {r['threads']} | {r['runner']} "
                      f"| {r['images_per_s']:.2f} | {r['ms_per_batch']:.1f} | {ratio} | {r['setup_s']:.1f} |")
+    lines += ["", "Fastest here:"]
+    for best in fastest_runners(result):
+        lead = f", {best['lead']:.2f}x the next" if best["lead"] else ""
+        share = (f"; the compiled path runs at {best['compiled_share']:.2f}x of it"
+                 if best["runner"] != "compiled" and best["compiled_share"] else "")
+        plural = "s" if best["threads"] != 1 else ""
+        lines.append(f"- {best['model']}, batch {best['batch']}, {best['threads']} thread{plural}: {best['runner']} "
+                     f"({best['images_per_s']:.2f} images/s{lead}{share}): {best['how']}")
     return "\n".join(lines) + "\n"
 
 

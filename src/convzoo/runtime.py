@@ -113,5 +113,6 @@ def reuse_freed_memory() -> bool:
         libc.gnu_get_libc_version  # only glibc has it; mallopt's parameters are glibc's
     except (OSError, AttributeError):
         return False
-    _reusing_freed_memory = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, -1))  # -1: never trim
+    # No block from a fresh mmap; -1: never trim the heap.
+    _reusing_freed_memory = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, -1))
     return _reusing_freed_memory
