@@ -366,7 +366,9 @@ def _page_faults(reuse: str) -> dict:
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
 def test_the_inference_path_reuses_freed_memory_so_large_feature_maps_make_no_page_faults_call_after_call():
     without, with_reuse = _page_faults("keep"), _page_faults("reuse")
-    # Each call maps its 32 MiB feature maps afresh and faults on every page (about 8,000 4-KiB pages each) ...
-    assert without["plain"] > 4 * 4000 and without["fast"] > 4 * 4000, without
-    # ... until malloc keeps what is freed: then later calls touch only memory the first ones used.
-    assert with_reuse["fast"] < 200, with_reuse
+    map_pages = 8 * 64 * 129 * 128 * 4 // 4096   # 8,256 pages of 4 KiB in one feature map
+    # Each call maps its feature maps afresh and faults on every page of them ...
+    assert without["plain"] > 4 * map_pages and without["fast"] > 4 * map_pages, without
+    # ... until malloc keeps what is freed: then no map is faulted again (at most a small block, such as the
+    # 1.5 MiB channels_last copy of the input, lands on fresh pages once: 388 faults in one CI run).
+    assert with_reuse["fast"] < map_pages // 4, with_reuse
