@@ -34,7 +34,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Hashable, Sequence
 
 import torch
 from torch import nn
@@ -219,10 +219,9 @@ def bench_group(name: str, configurations: Sequence[tuple[str, str, str, str]], 
         say(f"{name} {mode} {path} {layout} {backend} batch {batch} at {input_size}x{input_size}: warm-up")
         prepared.append(_prepare(name, mode, path, layout, backend, batch, input_size, warmup))
     say(f"{name} batch {batch} at {input_size}x{input_size}: {repeats} timed rounds of {len(prepared)} configurations")
-    seconds = time_round_robin([(str(index), config.step) for index, config in enumerate(prepared)], warmup=1,
-                               repeats=repeats)
+    seconds = time_round_robin(list(enumerate(config.step for config in prepared)), warmup=1, repeats=repeats)
     for index, config in enumerate(prepared):
-        config.seconds += seconds[str(index)]
+        config.seconds += seconds[index]
     rows = []
     for config in prepared:
         peak, extra = _peak_memory(config.step)
@@ -409,8 +408,8 @@ def _against_runners(name: str, onnx_file: Path, paths: Sequence[str], engines: 
 SETTLE_S = 0.1
 
 
-def time_round_robin(steps: Sequence[tuple[str, Callable[[], object]]], warmup: int, repeats: int,
-                     settle_s: float = 0.0) -> dict[str, list[float]]:
+def time_round_robin(steps: Sequence[tuple[Hashable, Callable[[], object]]], warmup: int, repeats: int,
+                     settle_s: float = 0.0) -> dict[Hashable, list[float]]:
     """Each step's seconds over `repeats` rounds that run every step once in turn, after `warmup - 1` untimed
     rounds; with `settle_s`, a pause of that long (untimed) before each run, so the threads of the runtime
     that ran before it are idle when it starts."""
@@ -418,7 +417,7 @@ def time_round_robin(steps: Sequence[tuple[str, Callable[[], object]]], warmup: 
         for _, step in steps:
             time.sleep(settle_s)
             step()
-    seconds: dict[str, list[float]] = {name: [] for name, _ in steps}
+    seconds: dict[Hashable, list[float]] = {name: [] for name, _ in steps}
     for _ in range(repeats):
         for name, step in steps:
             time.sleep(settle_s)
