@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import platform
+import statistics
 import subprocess
 import sys
 
@@ -15,7 +16,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import convzoo
 from convzoo.protocol import main_output
-from convzoo.deploy import fold_batch_norms, fold_conv_bn, optimize_for_inference
+from convzoo.deploy import (MICRO_BATCH_MIN_SPEEDUP, fold_batch_norms, fold_conv_bn, micro_batch_stages,
+                            optimize_for_inference)
 from twins import (DEEPER_TWINS, FEWER_PARTS, FULL_HIDDEN, NARROW, NARROW_HIDDEN, create_sweep_model,
                    module_kinds, on_meta)
 
@@ -325,6 +327,95 @@ def test_the_compiled_path_compiles_with_freezing_and_leaves_the_setting_as_it_w
     assert inductor_config.freezing == before
     fast = optimize_for_inference(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval(), compile=True)
     assert fast.forward.__wrapped__ is not None and fast.fold_report.folded == [("0", "1")]
+
+
+def test_the_early_stages_run_a_few_images_at_a_time_and_the_outputs_equal_whole_batches(one_thread):
+    torch.manual_seed(0)
+    model = randomise_batch_norms(convzoo.create_model("resnet18", num_classes=10))
+    x = torch.randn(5, 3, 64, 64)
+    fast = optimize_for_inference(model, micro_batch=2)
+    whole = optimize_for_inference(model, micro_batch=None)
+    seen: dict[str, list[int]] = {}
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        fast.get_submodule(name).register_forward_hook(
+            lambda module, args, output, name=name: seen.setdefault(name, []).append(args[0].shape[0]))
+    with torch.no_grad():
+        y = fast(x)
+        assert relative_error(whole(x), y) < 1e-5 and relative_error(model(x), y) < 1e-4
+    # Down to a stride of 8 (layer2 at 64 px: 8 x 8 maps), two images at a time; then the whole batch.
+    assert seen == {"layer1": [2, 2, 1], "layer2": [2, 2, 1], "layer3": [5], "layer4": [5]}
+    assert [stage.reduction for stage in fast.micro_batch_plan[1]] == [2, 4, 8]
+    twin = copy.deepcopy(fast)
+    assert twin.forward.__self__ is twin  # a copy runs its own layers
+
+
+def test_micro_batching_takes_one_image_per_thread_and_leaves_networks_without_stages_whole(one_thread):
+    resnet = on_meta("resnet50")
+    micro_batch, early, late = micro_batch_stages(resnet, "auto")
+    assert micro_batch == torch.get_num_threads() == 1
+    assert [s.module for s in early] == ["relu", "layer1", "layer2"] and [s.module for s in late] == ["layer3", "layer4"]
+    assert micro_batch_stages(resnet, None) is None and micro_batch_stages(resnet, 0) is None
+    assert micro_batch_stages(on_meta("unet_padded"), "auto") is None  # a U-Net's skips are no chain of stages
+    assert not hasattr(optimize_for_inference(nn.Sequential(nn.Conv2d(3, 4, 3)).eval()), "micro_batch_plan")
+    for wrong in (-1, 1.5, "all"):
+        with pytest.raises(ValueError, match="micro_batch must be a number of images"):
+            micro_batch_stages(resnet, wrong)
+        with pytest.raises(ValueError, match="micro_batch must be a number of images"):  # before any other check
+            optimize_for_inference(nn.Sequential(nn.Conv2d(3, 4, 3)).eval(), micro_batch=wrong)
+
+
+def test_auto_micro_batching_times_both_ways_at_the_first_call_of_a_shape_and_keeps_micro_batches_if_3_percent_faster(one_thread):
+    torch.manual_seed(0)
+    model = randomise_batch_norms(convzoo.create_model("resnet18", num_classes=10))
+    fast = optimize_for_inference(model)  # micro_batch="auto": one image per thread
+    calls = []
+    fast.layer4.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        assert relative_error(model(x), fast(x)) < 1e-4
+        assert len(calls) == 2 + 2 * 3 + 1  # one untimed call each way, three timed each, then the answer
+        fast(x[:1])  # one image is one micro-batch: nothing to choose
+        fast(x)
+    assert len(calls) == 11
+    (key, choice), = fast.micro_batch_choices.items()
+    assert key == ((3, 3, 64, 64), torch.float32, 1)
+    seconds = choice["seconds"]
+    assert len(seconds["whole batches"]) == len(seconds["micro-batches"]) == 3
+    speedup = statistics.median(seconds["whole batches"]) / statistics.median(seconds["micro-batches"])
+    assert choice["micro_batching"] == (speedup >= MICRO_BATCH_MIN_SPEEDUP) == fast.micro_batching
+
+
+@pytest.mark.slow
+def test_the_compiled_path_micro_batches_the_early_stages_with_the_original_outputs(one_thread):
+    torch.manual_seed(0)
+    model = randomise_batch_norms(convzoo.create_model("resnet18", num_classes=10))
+    x = torch.randn(3, 3, 32, 32)
+    fast = optimize_for_inference(model, compile=True)  # "auto": compiles and times both ways at this shape
+    with torch.no_grad():
+        y = fast(x)
+        assert relative_error(model(x), y) < 1e-4
+        ways = {}
+        for micro in (False, True):  # each way's compiled graph, run again
+            fast._orig_mod.micro_batching = micro
+            ways[micro] = fast.forward.__wrapped__(x)
+    assert relative_error(ways[True], ways[False]) < 1e-5 and relative_error(model(x), ways[True]) < 1e-4
+    (choice,) = fast.micro_batch_choices.values()
+    assert len(choice["seconds"]["micro-batches"]) == 3
+
+
+@pytest.mark.slow
+def test_the_compiled_path_compiles_one_static_graph_per_batch_size():
+    # With dynamo's automatic dynamic shapes, the second size would compile a graph for any batch, serving the
+    # third, and run slower than a static one (ResNet-50 at batch 8: 4.5%).
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    fast = optimize_for_inference(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval(), compile=True)
+    before = counters["stats"]["unique_graphs"]
+    with torch.no_grad():
+        for batch in (2, 3, 4, 3):
+            fast(torch.randn(batch, 3, 8, 8))
+    assert counters["stats"]["unique_graphs"] - before == 3
 
 
 # Run in a fresh interpreter: reuse_freed_memory changes the malloc of the whole process, for its lifetime.

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import statistics
+import time
+import types
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -187,8 +190,95 @@ def _with_freezing(forward: Callable) -> Callable:
     return frozen_forward
 
 
+# Micro-batching: the stages down to this reduction (stride) of the input run a few images at a time.
+MICRO_BATCH_REDUCTION = 8
+# micro_batch="auto" times whole batches against micro-batches over this many calls of each, alternating,
+MICRO_BATCH_TIMED_CALLS = 3
+# and keeps micro-batches only when their median call is at least this much faster (three calls vary by
+# a few percent; a wrong choice of micro-batches cost GoogLeNet-BN 14%).
+MICRO_BATCH_MIN_SPEEDUP = 1.03
+
+
+def micro_batch_stages(model: nn.Module, micro_batch: int | str | None) -> tuple[int, tuple, tuple] | None:
+    """(images per micro-batch, the early stages run that many images at a time, the stages after them) for
+    `optimize_for_inference`'s `micro_batch`, or None where the network runs whole batches throughout: a
+    network that does not declare its stages (protocol.Classifier), `micro_batch` None or 0, or no stage at a
+    reduction of MICRO_BATCH_REDUCTION or less. "auto" takes one image per thread (torch.get_num_threads())."""
+    from .protocol import Classifier
+
+    if micro_batch is None or micro_batch == 0:
+        return None
+    if micro_batch != "auto" and (not isinstance(micro_batch, int) or isinstance(micro_batch, bool)
+                                  or micro_batch < 1):
+        raise ValueError(f"micro_batch must be a number of images (1 or more), 'auto' or None, got {micro_batch!r}")
+    if not isinstance(model, Classifier):
+        return None
+    if micro_batch == "auto":
+        micro_batch = torch.get_num_threads()
+    try:
+        stages = tuple(model.feature_stages())
+    except NotImplementedError:
+        return None
+    split = 0
+    while split < len(stages) and stages[split].reduction <= MICRO_BATCH_REDUCTION:
+        split += 1
+    return (micro_batch, stages[:split], stages[split:]) if split else None
+
+
+def _micro_batched_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """The network's forward, with the early stages run `micro_batch_plan[0]` images at a time while
+    `self.micro_batching` is on (bound to the network as its forward by optimize_for_inference; copy.deepcopy
+    rebinds it to the copy)."""
+    micro_batch, early, late = self.micro_batch_plan
+    if not self.micro_batching or x.shape[0] <= micro_batch:
+        return type(self).forward(self, x)
+    parts = []
+    for part in x.split(micro_batch):
+        for stage in early:
+            part = self.forward_stage(stage, part)
+        parts.append(part)
+    x = torch.cat(parts)
+    for stage in late:
+        x = self.forward_stage(stage, x)
+    return self.forward_head(x)
+
+
+class _TimedMicroBatching:
+    """micro_batch="auto": a forward that, the first time it meets an input shape (at a thread count) with more
+    images than one micro-batch, runs whole batches and micro-batches (each compiled, under torch.compile)
+    and times MICRO_BATCH_TIMED_CALLS calls of each, alternating; micro-batches are kept for that shape when
+    their median call is MICRO_BATCH_MIN_SPEEDUP times faster, whole batches otherwise. The choices and
+    their seconds are in `network.micro_batch_choices`."""
+
+    def __init__(self, forward: Callable, network: nn.Module):
+        self.__wrapped__ = forward
+        self.network = network
+
+    def __call__(self, x: torch.Tensor, *args, **kwargs):
+        network = self.network
+        key = (tuple(x.shape), x.dtype, torch.get_num_threads())
+        if key not in network.micro_batch_choices and x.shape[0] > network.micro_batch_plan[0]:
+            seconds: dict[bool, list[float]] = {False: [], True: []}
+            for micro in seconds:  # the first call of each compiles (torch.compile) and warms up
+                network.micro_batching = micro
+                self.__wrapped__(x, *args, **kwargs)
+            for _ in range(MICRO_BATCH_TIMED_CALLS):
+                for micro, times in seconds.items():
+                    network.micro_batching = micro
+                    start = time.perf_counter()
+                    self.__wrapped__(x, *args, **kwargs)
+                    times.append(time.perf_counter() - start)
+            speedup = statistics.median(seconds[False]) / statistics.median(seconds[True])
+            network.micro_batch_choices[key] = {
+                "micro_batching": speedup >= MICRO_BATCH_MIN_SPEEDUP,
+                "seconds": {"whole batches": seconds[False], "micro-batches": seconds[True]}}
+        choice = network.micro_batch_choices.get(key)
+        network.micro_batching = bool(choice and choice["micro_batching"])
+        return self.__wrapped__(x, *args, **kwargs)
+
+
 def optimize_for_inference(model: nn.Module, compile: bool = False, channels_last: bool = True,
-                           reuse_memory: bool = True) -> nn.Module:
+                           reuse_memory: bool = True, micro_batch: int | str | None = "auto") -> nn.Module:
     """A copy of `model` for fast inference (the model itself is not changed): batch norms folded into the
     convolutions before them, eval mode, gradients off, weights and inputs in channels_last layout (4-D
     inputs are converted on the way in; outputs equal the original's up to float rounding), and with
@@ -198,6 +288,16 @@ def optimize_for_inference(model: nn.Module, compile: bool = False, channels_las
     reuse_memory=True also has this process's malloc keep freed memory for reuse, as the inference engines'
     arenas do (`convzoo.runtime.reuse_freed_memory`: process-wide, glibc only), so feature maps over 32 MiB
     are not mapped afresh and page-faulted on every call (MobileNet v2 at batch 8: 1.45x faster).
+
+    micro_batch runs the stages down to a stride of 8 (MICRO_BATCH_REDUCTION), where maps are large and
+    weights small, that many images at a time, so a stage's maps stay in the processor's cache from one
+    convolution to the next; the later stages run the whole batch (`micro_batch_stages`; networks that do not
+    declare their stages run whole batches throughout). "auto" (the default) takes one image per thread and
+    decides for each input shape by timing: its first call times whole batches against micro-batches and keeps
+    micro-batches if they are at least 3% faster (compiling both under compile=True), recorded in
+    `fast.micro_batch_choices`. On this machine at batch 8, compiled, one thread and two: MobileNet v2 1.21x
+    and 1.13x faster micro-batched, DenseNet-121 1.02x and 1.03x, ResNet-50 1.01x and 1.02x, GoogLeNet-BN
+    0.86x and 0.87x, ShuffleNet v2 0.72x and 0.93x. None runs whole batches.
 
     `fast.fold_report` says which batch norms were folded and which were left (e.g. a pre-activation
     network's, which run before their convolution)."""
@@ -211,9 +311,20 @@ def optimize_for_inference(model: nn.Module, compile: bool = False, channels_las
         # Before the input guard and every other pre-hook: they read shapes only, which the layout keeps.
         fast.register_forward_pre_hook(_to_channels_last, prepend=True)
     fast.fold_report = report
+    plan = micro_batch_stages(fast, micro_batch)
+    timed = plan is not None and micro_batch == "auto"
+    if plan is not None:
+        fast.micro_batch_plan, fast.micro_batching, fast.micro_batch_choices = plan, not timed, {}
+        fast.forward = types.MethodType(_micro_batched_forward, fast)
     if compile:
-        compiled = torch.compile(fast)
+        # One static graph per input shape: with dynamo's automatic dynamic shapes, a second batch size made
+        # every later call run a graph compiled for any batch, 4.5% slower on ResNet-50 at batch 8.
+        compiled = torch.compile(fast, dynamic=False)
         compiled.forward = _with_freezing(compiled.forward)
+        if timed:
+            compiled.forward = _TimedMicroBatching(compiled.forward, fast)
         compiled.fold_report = report
         return compiled
+    if timed:
+        fast.forward = _TimedMicroBatching(fast.forward, fast)
     return fast

@@ -179,6 +179,14 @@ class ClassifierNetwork(Network):
         return x
 
     @torch.jit.unused
+    def forward_stage(self, stage: Stage, x: Tensor) -> Tensor:
+        """Run one of `feature_stages()` on `x`: its steps in order, then its final ReLU if it has one. The
+        stages run one after the other are the body: forward_head(last stage's output) is forward(x)."""
+        for step in stage.steps:
+            x = self.get_submodule(step)(x)
+        return F.relu(x) if stage.final_relu else x
+
+    @torch.jit.unused
     def forward_intermediates(self, x: Tensor, indices: Union[int, Sequence[int], None] = None,
                               intermediates_only: bool = False) -> Union[List[Tensor], Tuple[Tensor, List[Tensor]]]:
         """The outputs of the stages in `indices` (default all; an int n: the last n), and the final
@@ -192,10 +200,7 @@ class ClassifierNetwork(Network):
             wanted = {i % len(stages) for i in indices}
         intermediates = []
         for index, stage in enumerate(stages):
-            for step in stage.steps:
-                x = self.get_submodule(step)(x)
-            if stage.final_relu:
-                x = F.relu(x)
+            x = self.forward_stage(stage, x)
             if index in wanted:
                 intermediates.append(x)
         return intermediates if intermediates_only else (x, intermediates)
