@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import os
 import re
 import sys
+import tempfile
 from collections import defaultdict
 
 _PROBLEM = re.compile(r"([a-z]+)(\d+)")
@@ -66,22 +66,22 @@ def main() -> int:
     with torch.inference_mode():
         for _ in range(3):
             fast(images)
-        # oneDNN writes its verbose lines to the process's stdout (C's, not Python's): catch them on fd 1.
+        # oneDNN writes its verbose lines to the process's stdout (C's, not Python's): catch them on fd 1, in a
+        # file (a pipe read after the calls would fill and block them).
         sys.stdout.flush()
-        read, write = os.pipe()
-        saved = os.dup(1)
-        os.dup2(write, 1)
-        os.close(write)
-        try:
-            with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
-                for _ in range(args.calls):
-                    fast(images)
-        finally:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
-        with os.fdopen(read) as pipe:
-            lines = pipe.read().splitlines()
+        with tempfile.TemporaryFile(mode="w+") as caught:
+            saved = os.dup(1)
+            os.dup2(caught.fileno(), 1)
+            try:
+                with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+                    for _ in range(args.calls):
+                        fast(images)
+            finally:
+                sys.stdout.flush()
+                os.dup2(saved, 1)
+                os.close(saved)
+            caught.seek(0)
+            lines = caught.read().splitlines()
 
     rows = convolution_rows(lines, args.calls)
     print(f"{args.model}, batch {args.batch}, {args.threads} thread(s), compiled path, oneDNN execution times "

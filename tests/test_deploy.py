@@ -321,16 +321,17 @@ def test_every_network_with_batch_norms_keeps_its_outputs(name, one_thread):
             assert relative_error(expected, main_output(fast(x))) < 1e-8
 
 
-def test_the_compiled_path_compiles_with_freezing_and_leaves_the_setting_as_it_was():
+def test_the_compiled_path_compiles_with_freezing_and_a_cpp_wrapper_and_leaves_the_settings_as_they_were():
     import torch._inductor.config as inductor_config
 
-    from convzoo.deploy import _with_freezing
+    from convzoo.deploy import _with_inductor_settings
 
     seen = []
-    frozen = _with_freezing(lambda x: seen.append(inductor_config.freezing) or x + 1)
-    before = inductor_config.freezing
-    assert frozen(1) == 2 and seen == [True]
-    assert inductor_config.freezing == before
+    configured = _with_inductor_settings(
+        lambda x: seen.append((inductor_config.freezing, inductor_config.cpp_wrapper)) or x + 1)
+    before = (inductor_config.freezing, inductor_config.cpp_wrapper)
+    assert configured(1) == 2 and seen == [(True, True)]
+    assert (inductor_config.freezing, inductor_config.cpp_wrapper) == before
     fast = optimize_for_inference(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval(), compile=True)
     assert fast.forward.__wrapped__ is not None and fast.fold_report.folded == [("0", "1")]
 
