@@ -295,6 +295,9 @@ def _bench_estimator(name: str, channels: int, configurations: Sequence[tuple[st
                 "activations": batch * (net.inference_activation_bytes
                                         + (net.training_activation_bytes if training else 0)),
                 f"{count} input batches": count * images}
+            if mode == "inference" and net.winograd_bytes and any(
+                    config[1] == "optimized" and config[3] == "compile" for config in configurations):
+                phases[mode]["Winograd's transformed maps"] = batch * net.winograd_bytes
         return MemoryEstimate(what=f"benchmarking {name} at {size[0]}x{size[1]}, batch {batch}",
                               baseline=baseline_bytes(), phases=phases, batch_size=batch,
                               input_size=(channels, *size), largest_layer=net.largest_layer)
@@ -350,6 +353,10 @@ def run_benchmark(models: Sequence[str], batch_sizes: Sequence[int], input_sizes
 
 # convzoo's own inference paths in `run_against`: plain eval mode (NCHW), optimize_for_inference eager, compiled.
 OWN_PATHS = ("eager", "fast eager", "compiled")
+# Each as `run_benchmark`'s (mode, path, layout, backend), for the memory estimate.
+_AGAINST_CONFIGURATIONS = {"eager": ("inference", "plain", "nchw", "eager"),
+                           "fast eager": ("inference", "optimized", "channels_last", "eager"),
+                           "compiled": ("inference", "optimized", "channels_last", "compile")}
 
 
 @dataclass
@@ -453,7 +460,7 @@ def run_against(models: Sequence[str], engines: Sequence[str], batch_sizes: Sequ
     for reason in skipped.values():
         say(reason)
     engines = [engine for engine in engines if engine not in skipped]
-    check_bench_memory(models, batch_sizes, [input_size], [("inference", "", "", "")] * len(paths),
+    check_bench_memory(models, batch_sizes, [input_size], [_AGAINST_CONFIGURATIONS[path] for path in paths],
                        force=force)
     load_start = _load()
     threads_before = torch.get_num_threads()

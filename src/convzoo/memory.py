@@ -235,6 +235,9 @@ class NetworkFootprint:
     training_activation_bytes: int
     inference_activation_bytes: int
     largest_layer: tuple[str, int]  # (module path, parameters) of the row holding the most parameters
+    # The compiled inference path's largest Winograd workspace per image (`winograd_workspace_bytes`), held
+    # beside the activations while that convolution runs.
+    winograd_bytes: int = 0
 
     @property
     def weight_bytes(self) -> int:
@@ -256,12 +259,17 @@ def network_footprint(model_name: str, input_size: Sequence[int], model_args: di
     else:
         with torch.device("meta"):
             network = build()
+    from .winograd import winograd_workspace_bytes
+
     report = summary(network, input_size=tuple(int(v) for v in input_size))
     largest = max(report.rows, key=lambda row: row.params)
+    outputs = {row.name: row.output_shape for row in report.rows if row.call == 0}
+    winograd = max((winograd_workspace_bytes(module, outputs[name]) for name, module in network.named_modules()
+                    if name in outputs), default=0)
     return NetworkFootprint(param_bytes=report.param_bytes, buffer_bytes=report.buffer_bytes,
                             training_activation_bytes=report.training_activation_bytes,
                             inference_activation_bytes=report.inference_activation_bytes,
-                            largest_layer=(largest.name or "(model)", largest.params))
+                            largest_layer=(largest.name or "(model)", largest.params), winograd_bytes=winograd)
 
 
 def build_on_meta(model_name: str, model_args: dict, num_classes: int | None = None,
