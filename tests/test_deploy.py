@@ -404,7 +404,7 @@ def test_the_compiled_path_micro_batches_the_early_stages_with_the_original_outp
         ways = {}
         for micro in (False, True):  # each way's compiled graph, run again
             fast._orig_mod.micro_batching = micro
-            ways[micro] = fast.forward.__wrapped__(x)
+            ways[micro] = fast.forward.__wrapped__.__wrapped__(x)  # inside the batch buckets and the timing
     assert relative_error(ways[True], ways[False]) < 1e-5 and relative_error(model(x), ways[True]) < 1e-4
     (choice,) = fast.micro_batch_choices.values()
     assert len(choice["seconds"]["micro-batches"]) == 3
@@ -470,3 +470,46 @@ def test_the_inference_path_reuses_freed_memory_so_large_feature_maps_make_no_pa
     # ... until malloc keeps what is freed: then no map is faulted again (at most a small block, such as the
     # 1.5 MiB channels_last copy of the input, lands on fresh pages once: 388 faults in one CI run).
     assert with_reuse["fast"] < map_pages // 4, with_reuse
+
+
+def test_after_four_batch_sizes_a_new_one_runs_in_chunks_of_the_compiled_ones_padded_with_zero_images():
+    from convzoo.deploy import MAX_COMPILED_BATCHES, _BatchBuckets
+
+    calls = []
+
+    def forward(x):  # a tensor and a dict, as the segmentation networks return
+        calls.append(x.shape[0])
+        return {"out": x * 2, "aux": x.sum(dim=(1, 2, 3))}
+
+    buckets = _BatchBuckets(forward)
+    generator = torch.Generator().manual_seed(0)
+    for batch in (2, 4, 8, 16, 4):
+        buckets(torch.randn(batch, 3, 4, 4, generator=generator))
+    assert MAX_COMPILED_BATCHES == 4 and calls == [2, 4, 8, 16, 4]
+    calls.clear()
+    # Each chunk: the smallest compiled batch that holds what is left, else the largest; zero images fill it.
+    for batch, expected_calls in ((3, [4]), (5, [8]), (20, [16, 4]), (17, [16, 2]), (35, [16, 16, 4]), (8, [8])):
+        x = torch.randn(batch, 3, 4, 4, generator=generator)
+        y = buckets(x)
+        assert calls == expected_calls, (batch, calls)
+        assert torch.equal(y["out"], x * 2) and torch.equal(y["aux"], x.sum(dim=(1, 2, 3)))
+        calls.clear()
+    buckets(torch.randn(7, 3, 8, 8, generator=generator))   # another input size: its own batch sizes
+    assert calls == [7] and buckets.batches[((3, 8, 8), torch.float32, torch.get_num_threads())] == [7]
+
+
+@pytest.mark.slow
+def test_the_compiled_path_runs_a_fifth_batch_size_on_the_four_compiled_graphs_with_the_same_outputs(one_thread):
+    import torch._dynamo.utils as dynamo_utils
+
+    model = randomise_batch_norms(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()))
+    fast = optimize_for_inference(model, compile=True)
+    torch.manual_seed(0)
+    before = dynamo_utils.counters["stats"]["unique_graphs"]
+    with torch.no_grad():
+        for batch in (1, 2, 3, 4, 5, 7, 9):
+            x = torch.randn(batch, 3, 8, 8)
+            assert relative_error(model(x), fast(x)) < 1e-5, batch
+    # Dynamo would have compiled (and, past its limit of 8 graphs, run eagerly) a graph for each batch size.
+    assert dynamo_utils.counters["stats"]["unique_graphs"] - before == 4
+    assert list(fast.compiled_batches.values()) == [[1, 2, 3, 4]]

@@ -294,6 +294,50 @@ class _TimedMicroBatching:
         return self.__wrapped__(x, *args, **kwargs)
 
 
+# The compiled path compiles a graph for at most this many batch sizes of each input shape (C, H, W); dynamo
+# keeps at most 8 graphs of a compiled function (torch._dynamo.config.recompile_limit) and runs later shapes
+# eagerly, and micro-batching "auto" compiles two graphs per shape.
+MAX_COMPILED_BATCHES = 4
+
+
+class _BatchBuckets:
+    """The compiled path's batch sizes: the first MAX_COMPILED_BATCHES batch sizes of each input shape and
+    thread count compile graphs of their own; a later batch size runs on those graphs in chunks: each the
+    smallest compiled batch that holds what is left, else the largest, padded with zero images to fill it. The
+    images of an eval-mode network never meet, so each image's outputs are the same either way (a model whose
+    images do meet in eval mode would see the zero images). `batches`
+    maps (shape without the batch, dtype, threads) to the batch sizes compiled."""
+
+    def __init__(self, forward: Callable):
+        self.__wrapped__ = forward
+        self.batches: dict[tuple, list[int]] = {}
+
+    def __call__(self, x, *args, **kwargs):
+        if args or kwargs or not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
+            return self.__wrapped__(x, *args, **kwargs)
+        compiled = self.batches.setdefault((tuple(x.shape[1:]), x.dtype, torch.get_num_threads()), [])
+        batch = x.shape[0]
+        if batch in compiled or len(compiled) < MAX_COMPILED_BATCHES:
+            if batch not in compiled:
+                compiled.append(batch)
+            return self.__wrapped__(x)
+        chunks, start = [], 0
+        while start < batch:
+            # The smallest compiled batch that holds what is left, else the largest.
+            size = min((b for b in compiled if b >= batch - start), default=max(compiled))
+            chunk = x[start:start + size]
+            images = chunk.shape[0]
+            start += images
+            if images < size:
+                chunk = torch.cat([chunk, chunk.new_zeros((size - images, *chunk.shape[1:]))])
+            leaves, spec = torch.utils._pytree.tree_flatten(self.__wrapped__(chunk))
+            chunks.append([leaf[:images] if isinstance(leaf, torch.Tensor) and leaf.dim() > 0 else leaf
+                           for leaf in leaves])
+        joined = [torch.cat(parts) if isinstance(parts[0], torch.Tensor) and parts[0].dim() > 0 else parts[0]
+                  for parts in zip(*chunks)]
+        return torch.utils._pytree.tree_unflatten(joined, spec)
+
+
 def optimize_for_inference(model: nn.Module, compile: bool = False, channels_last: bool = True,
                            reuse_memory: bool = True, micro_batch: int | str | None = "auto",
                            winograd: bool | str = "auto") -> nn.Module:
@@ -303,8 +347,12 @@ def optimize_for_inference(model: nn.Module, compile: bool = False, channels_las
     compile=True wrapped in torch.compile with inductor's freezing (weights as constants, pre-packed for
     oneDNN) and its C++ wrapper (INDUCTOR_SETTINGS), one static graph per input shape; the first call at
     each shape compiles, which takes a while. Each graph holds its own pre-packed weights (ResNet-50: 60-80 MB
-    more per batch size), and dynamo keeps at most 8 graphs (`torch._dynamo.config.recompile_limit`): a ninth
-    input shape runs eagerly, with dynamo's warning. Feed a few fixed batch sizes (pad the last batch).
+    more per batch size), and dynamo keeps at most 8 graphs (`torch._dynamo.config.recompile_limit`) and runs
+    later shapes eagerly. So the first MAX_COMPILED_BATCHES (4) batch sizes of each input size compile graphs
+    of their own, listed in `fast.compiled_batches`; a later batch size runs on them in chunks, padded with zero
+    images where no compiled batch fits exactly (outputs the same: the images of an eval-mode network never
+    meet). More than two input sizes (micro-batching "auto" compiles two graphs each) still reach
+    dynamo's limit.
 
     reuse_memory=True also has this process's malloc keep freed memory for reuse, as the inference engines'
     arenas do (`convzoo.runtime.reuse_freed_memory`: process-wide, glibc only), so feature maps over 32 MiB
@@ -355,6 +403,8 @@ def optimize_for_inference(model: nn.Module, compile: bool = False, channels_las
         compiled.forward = _with_inductor_settings(compiled.forward)
         if timed:
             compiled.forward = _TimedMicroBatching(compiled.forward, fast)
+        compiled.forward = _BatchBuckets(compiled.forward)
+        compiled.compiled_batches = compiled.forward.batches
         compiled.fold_report = report
         compiled.winograd_convolutions = fast.winograd_convolutions
         return compiled
