@@ -502,9 +502,9 @@ def test_after_four_batch_sizes_a_new_one_runs_in_chunks_of_the_compiled_ones_pa
 def test_the_compiled_path_runs_a_fifth_batch_size_on_the_four_compiled_graphs_with_the_same_outputs(one_thread):
     import torch._dynamo.utils as dynamo_utils
 
+    torch.manual_seed(0)
     model = randomise_batch_norms(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()))
     fast = optimize_for_inference(model, compile=True)
-    torch.manual_seed(0)
     before = dynamo_utils.counters["stats"]["unique_graphs"]
     with torch.no_grad():
         for batch in (1, 2, 3, 4, 5, 7, 9):

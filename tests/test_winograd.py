@@ -129,8 +129,9 @@ def test_the_fast_path_takes_winograd_when_compiled_and_eagerly_only_when_asked(
     with torch.no_grad():
         # The transform takes the weights after the batch norm is folded into them.
         assert relative_error(model(x), fast(x)) < 1e-5
-    with pytest.raises(ValueError, match="winograd must be True, False or 'auto', got 'yes'"):
-        optimize_for_inference(model, winograd="yes")
+    for wrong in ("yes", 1):
+        with pytest.raises(ValueError, match=f"winograd must be True, False or 'auto', got {wrong!r}"):
+            optimize_for_inference(model, winograd=wrong)
 
 
 @pytest.mark.slow

@@ -305,8 +305,8 @@ class _BatchBuckets:
     thread count compile graphs of their own; a later batch size runs on those graphs in chunks: each the
     smallest compiled batch that holds what is left, else the largest, padded with zero images to fill it. The
     images of an eval-mode network never meet, so each image's outputs are the same either way (a model whose
-    images do meet in eval mode would see the zero images). `batches`
-    maps (shape without the batch, dtype, threads) to the batch sizes compiled."""
+    images do meet in eval mode would see the zero images). `batches` maps (shape without the batch, dtype,
+    threads) to the batch sizes compiled."""
 
     def __init__(self, forward: Callable):
         self.__wrapped__ = forward
@@ -377,7 +377,7 @@ def optimize_for_inference(model: nn.Module, compile: bool = False, channels_las
 
     `fast.fold_report` says which batch norms were folded and which were left (e.g. a pre-activation
     network's, which run before their convolution)."""
-    if winograd not in (True, False, "auto"):
+    if not (isinstance(winograd, bool) or winograd == "auto"):
         raise ValueError(f"winograd must be True, False or 'auto', got {winograd!r}")
     if reuse_memory:
         reuse_freed_memory()
